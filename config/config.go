@@ -1,0 +1,309 @@
+// Package config holds mcp-authz's configuration: one typed document, loaded from YAML and validated once at
+// start-up, then passed down to the packages that need it.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole configuration document.
+type Config struct {
+	// Listen holds the listener addresses.
+	Listen Listen `json:"listen"`
+	// Resources are the MCP servers behind the proxy; at least one.
+	Resources []Resource `json:"resources"`
+	// Issuers are the trusted identity providers; at least one.
+	Issuers []Issuer `json:"issuers"`
+	// Policy says where the Rego policies and their data live.
+	Policy Policy `json:"policy"`
+	// IdentityHeaders names the headers that carry the caller's identity to the MCP server.
+	IdentityHeaders IdentityHeaders `json:"identity_headers"`
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 60s.
+	Leeway Duration `json:"leeway"`
+	// MaxBodyBytes bounds the request body read for MCP rules. Default 1 MiB.
+	MaxBodyBytes int `json:"max_body_bytes"`
+	// Log configures the structured logs.
+	Log Log `json:"log"`
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	// GRPC is the address of the Envoy ext_authz gRPC listener. Default 127.0.0.1:9191.
+	GRPC string `json:"grpc"`
+	// HTTP is the address of the metadata, health and HTTP-authorization listener. Default 127.0.0.1:8080.
+	HTTP string `json:"http"`
+}
+
+// Resource is one protected MCP server.
+type Resource struct {
+	// URL is the canonical resource URI (RFC 8707): the PRM `resource` and the default audience.
+	URL string `json:"url"`
+	// Name is the PRM `resource_name`.
+	Name string `json:"name,omitempty"`
+	// ScopesSupported is the PRM `scopes_supported`.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+	// AuthorizationServers is the PRM `authorization_servers`. Default: every issuer's `iss`.
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
+	// Documentation is the PRM `resource_documentation`.
+	Documentation string `json:"resource_documentation,omitempty"`
+	// KeepAuthorization, when true, forwards the client's Authorization header upstream (token passthrough,
+	// which the MCP specification forbids). Default false: the header is removed.
+	KeepAuthorization bool `json:"keep_authorization,omitempty"`
+	// AllowedOrigins, when set, lists the Origin values accepted; a request with another Origin gets 403.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+}
+
+// Issuer is one trusted identity provider.
+type Issuer struct {
+	// DiscoveryURL is the OpenID Connect discovery document's URL.
+	DiscoveryURL string `json:"discovery_url"`
+	// Issuer is the exact `iss`. Default: DiscoveryURL without `/.well-known/openid-configuration`.
+	Issuer string `json:"issuer,omitempty"`
+	// Audiences are the accepted `aud` values. Default: the URL of the resource a request targets.
+	Audiences []string `json:"audiences,omitempty"`
+	// ClientsWithoutAudience lists client ids whose tokens carry no `aud` at all (Amazon Cognito access tokens):
+	// such a token is accepted when its client id is listed. A token that has an `aud` must still match.
+	ClientsWithoutAudience []string `json:"clients_without_audience,omitempty"`
+	// RequiredType, when set, is the JWT `typ` header every token must carry (RFC 9068 `at+jwt`).
+	RequiredType string `json:"required_type,omitempty"`
+	// Algorithms is the signature algorithm allow-list. Default: RS256/384/512, PS256/384/512, ES256/384/512, EdDSA.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// RefreshInterval is how often the key set is refetched in the background. Default 5m.
+	RefreshInterval Duration `json:"refresh_interval,omitempty"`
+	// MinRefreshInterval bounds refetches triggered by an unknown `kid`. Default 10s.
+	MinRefreshInterval Duration `json:"min_refresh_interval,omitempty"`
+}
+
+// Policy says where the Rego policies and their data live.
+type Policy struct {
+	// Paths are files or folders of Rego modules and JSON/YAML data files.
+	Paths []string `json:"paths"`
+	// Query is the decision document's path. Default data.mcp.authz.decision.
+	Query string `json:"query,omitempty"`
+}
+
+// IdentityHeaders names the headers that carry the caller's identity upstream. Empty fields take defaults.
+type IdentityHeaders struct {
+	// Subject carries `sub`. Default x-mcp-subject.
+	Subject string `json:"subject,omitempty"`
+	// ClientID carries the normalized client id. Default x-mcp-client-id.
+	ClientID string `json:"client_id,omitempty"`
+	// Scopes carries the granted scopes, space-separated. Default x-mcp-scopes.
+	Scopes string `json:"scopes,omitempty"`
+	// Issuer carries `iss`. Default x-mcp-issuer.
+	Issuer string `json:"issuer,omitempty"`
+	// Email carries `email` when the token has one. Default x-mcp-email.
+	Email string `json:"email,omitempty"`
+}
+
+// Log configures the structured logs.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `json:"level,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("60s", "5m").
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"60s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// OIDCDiscoverySuffix ends every OpenID Connect discovery URL.
+const OIDCDiscoverySuffix = "/.well-known/openid-configuration"
+
+// DefaultAlgorithms is the asymmetric allow-list used when an issuer names none.
+var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// Load reads, defaults and validates the configuration file at path.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes a YAML document strictly (unknown fields are errors), applies defaults and validates it.
+func Parse(b []byte) (Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return Config{}, fmt.Errorf("parse config: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen.GRPC == "" {
+		c.Listen.GRPC = "127.0.0.1:9191"
+	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = "127.0.0.1:8080"
+	}
+	if c.Leeway == 0 {
+		c.Leeway = Duration(60 * time.Second)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.Policy.Query == "" {
+		c.Policy.Query = "data.mcp.authz.decision"
+	}
+	h := &c.IdentityHeaders
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{{&h.Subject, "x-mcp-subject"}, {&h.ClientID, "x-mcp-client-id"}, {&h.Scopes, "x-mcp-scopes"}, {&h.Issuer, "x-mcp-issuer"}, {&h.Email, "x-mcp-email"}} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+		*f.v = strings.ToLower(*f.v)
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		if is.Issuer == "" && strings.HasSuffix(is.DiscoveryURL, OIDCDiscoverySuffix) {
+			is.Issuer = strings.TrimSuffix(is.DiscoveryURL, OIDCDiscoverySuffix)
+		}
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = DefaultAlgorithms
+		}
+		if is.RefreshInterval == 0 {
+			is.RefreshInterval = Duration(5 * time.Minute)
+		}
+		if is.MinRefreshInterval == 0 {
+			is.MinRefreshInterval = Duration(10 * time.Second)
+		}
+	}
+	for i := range c.Resources {
+		r := &c.Resources[i]
+		if len(r.AuthorizationServers) == 0 {
+			for _, is := range c.Issuers {
+				r.AuthorizationServers = append(r.AuthorizationServers, is.Issuer)
+			}
+		}
+	}
+}
+
+var allowedAlgorithms = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+// Validate reports the first invalid field, named by its path in the document.
+func (c *Config) Validate() error {
+	var errs []error
+	fail := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if len(c.Resources) == 0 {
+		fail("resources", "at least one resource is required")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Resources {
+		f := fmt.Sprintf("resources[%d].url", i)
+		if err := checkURL(r.URL); err != nil {
+			fail(f, "%v", err)
+		} else if u, _ := url.Parse(r.URL); u.Fragment != "" || u.RawQuery != "" {
+			fail(f, "a resource URI has no query or fragment (RFC 8707)")
+		}
+		if seen[r.URL] {
+			fail(f, "duplicate resource %q", r.URL)
+		}
+		seen[r.URL] = true
+		if r.Name != "" && seen["name:"+r.Name] {
+			fail(fmt.Sprintf("resources[%d].name", i), "duplicate name %q", r.Name)
+		}
+		seen["name:"+r.Name] = true
+		for j, as := range r.AuthorizationServers {
+			if err := checkURL(as); err != nil {
+				fail(fmt.Sprintf("resources[%d].authorization_servers[%d]", i, j), "%v", err)
+			}
+		}
+	}
+	if len(c.Issuers) == 0 {
+		fail("issuers", "at least one issuer is required")
+	}
+	issuers := map[string]bool{}
+	for i, is := range c.Issuers {
+		p := fmt.Sprintf("issuers[%d]", i)
+		if err := checkURL(is.DiscoveryURL); err != nil {
+			fail(p+".discovery_url", "%v", err)
+		}
+		if is.Issuer == "" {
+			fail(p+".issuer", "required when discovery_url does not end in %s", OIDCDiscoverySuffix)
+		} else if issuers[is.Issuer] {
+			fail(p+".issuer", "duplicate issuer %q", is.Issuer)
+		}
+		issuers[is.Issuer] = true
+		for j, a := range is.Algorithms {
+			if !allowedAlgorithms[a] {
+				fail(fmt.Sprintf("%s.algorithms[%d]", p, j), "%q is not an allowed asymmetric algorithm", a)
+			}
+		}
+		if is.MinRefreshInterval < 0 || is.RefreshInterval < Duration(time.Second) {
+			fail(p+".refresh_interval", "must be at least 1s")
+		}
+	}
+	if len(c.Policy.Paths) == 0 {
+		fail("policy.paths", "at least one policy path is required")
+	}
+	for i, p := range c.Policy.Paths {
+		if _, err := os.Stat(p); err != nil {
+			fail(fmt.Sprintf("policy.paths[%d]", i), "%v", err)
+		}
+	}
+	if c.Leeway < 0 || c.Leeway > Duration(10*time.Minute) {
+		fail("leeway", "must be between 0s and 10m")
+	}
+	if c.MaxBodyBytes < 0 {
+		fail("max_body_bytes", "must not be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		fail("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
