@@ -1,0 +1,263 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/policy"
+)
+
+// Policy evaluates an input document into a decision; a *policy.Policy is one, and so is anything that
+// swaps generations of them.
+type Policy interface {
+	Evaluate(ctx context.Context, input map[string]any) (policy.Decision, error)
+}
+
+// Authorizer turns a Request into a Decision. It is safe for concurrent use.
+type Authorizer struct {
+	resources *resources
+	verifier  *Verifier
+	policy    Policy
+	headers   config.IdentityHeaders
+	identity  []string // identity header names, removed when the client sent them and we do not set them
+	maxBody   int
+	log       *slog.Logger
+}
+
+// New returns an Authorizer for the configured resources, verifying tokens with v and deciding with p.
+func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger) (*Authorizer, error) {
+	rs, err := newResources(cfg.Resources)
+	if err != nil {
+		return nil, err
+	}
+	h := cfg.IdentityHeaders
+	return &Authorizer{
+		resources: rs,
+		verifier:  v,
+		policy:    p,
+		headers:   h,
+		identity:  []string{h.Subject, h.ClientID, h.Scopes, h.Issuer, h.Email},
+		maxBody:   cfg.MaxBodyBytes,
+		log:       log,
+	}, nil
+}
+
+// Check decides one request and logs the decision.
+func (a *Authorizer) Check(ctx context.Context, req *Request) *Decision {
+	d := a.decide(ctx, req)
+	a.logDecision(ctx, d)
+	return d
+}
+
+func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
+	res, err := a.resources.forRequest(req)
+	if err != nil {
+		return &Decision{Status: http.StatusForbidden, Reason: err.Error(),
+			Headers: []Header{{"content-type", "application/json"}},
+			Body:    errorBody(nil, "Forbidden: no protected resource matches this request")}
+	}
+	msg, bodyErr := readMessage(req, a.maxBody)
+	var id []byte
+	if msg != nil {
+		id = msg.ID
+	}
+	deny := func(e *Error, message string) *Decision {
+		ch := Challenge{ResourceMetadata: res.metadataURL, Error: e.Code, Description: e.Description}
+		return &Decision{Status: e.Status, Unavailable: e.Unavailable, Reason: e.Error(), Resource: res.cfg.URL, MCP: msg,
+			Headers: []Header{{"content-type", "application/json"}, {"www-authenticate", ch.String()}},
+			Body:    errorBody(id, message)}
+	}
+	if origin, ok := req.Headers["origin"]; ok && res.origins != nil && !res.origins[strings.ToLower(origin)] {
+		return deny(&Error{Status: http.StatusForbidden, Description: "origin not allowed"}, "Forbidden: origin not allowed")
+	}
+	raw, e := bearerToken(req)
+	if e != nil {
+		return deny(e, "Bad Request: "+e.Description)
+	}
+	if raw == "" {
+		d := deny(&Error{Status: http.StatusUnauthorized, Description: "missing bearer token"}, "Missing Bearer token")
+		d.Reason = "missing bearer token"
+		return d
+	}
+	ident, e := a.verifier.Verify(ctx, raw, res.cfg.URL)
+	if e != nil {
+		if e.Unavailable {
+			return deny(e, "Service Unavailable: "+e.Description)
+		}
+		return deny(e, "Invalid Bearer token: "+e.Description)
+	}
+	if bodyErr != nil {
+		d := deny(bodyErr, "Bad Request: "+bodyErr.Description)
+		d.Identity = ident
+		return d
+	}
+	pd, err := a.policy.Evaluate(ctx, a.input(req, res, ident, msg))
+	if err != nil {
+		d := deny(&Error{Status: http.StatusForbidden, Description: "policy evaluation failed"}, "Forbidden: policy evaluation failed")
+		d.Reason = fmt.Sprintf("policy error: %v", err)
+		d.Identity = ident
+		return d
+	}
+	if !pd.Allow {
+		reason := pd.Reason
+		if reason == "" {
+			reason = "denied by policy"
+		}
+		e := &Error{Status: http.StatusForbidden, Description: reason}
+		if len(pd.RequiredScopes) > 0 {
+			e.Code = "insufficient_scope"
+		}
+		d := deny(e, "Forbidden: "+reason)
+		if len(pd.RequiredScopes) > 0 {
+			ch := Challenge{ResourceMetadata: res.metadataURL, Error: e.Code, Description: reason, Scope: stepUpScope(pd.RequiredScopes, ident.Scopes, res.cfg.ScopesSupported)}
+			d.Headers[1].Value = ch.String()
+			d.Reason = "insufficient scope: " + reason
+		} else {
+			d.Reason = "policy deny: " + reason
+		}
+		d.Identity = ident
+		return d
+	}
+	return a.allow(res, ident, msg, pd.Headers)
+}
+
+// stepUpScope is the scope a client should ask for: what the policy requires plus the relevant scopes the
+// token already holds (those the resource advertises, or all of them when it advertises none).
+func stepUpScope(required, held, supported []string) string {
+	out := slices.Clone(required)
+	for _, s := range held {
+		if (len(supported) == 0 || slices.Contains(supported, s)) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// allow builds the allow decision: identity headers set, the client's Authorization and any copy of an
+// identity header we do not set removed, the policy's own headers added.
+func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[string]string) *Decision {
+	d := &Decision{Allow: true, Status: http.StatusOK, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg}
+	set := func(name, value string) {
+		if value != "" {
+			d.Headers = append(d.Headers, Header{name, value})
+		}
+	}
+	set(a.headers.Subject, id.Subject)
+	set(a.headers.ClientID, id.ClientID)
+	set(a.headers.Scopes, strings.Join(id.Scopes, " "))
+	set(a.headers.Issuer, id.Issuer)
+	set(a.headers.Email, id.Email)
+	for name, value := range extra {
+		name = strings.ToLower(name)
+		if !safeHeader(name, value) || slices.Contains(a.identity, name) {
+			a.log.Warn("policy header ignored", "header", name)
+			continue
+		}
+		set(name, value)
+	}
+	for _, name := range a.identity {
+		if !slices.ContainsFunc(d.Headers, func(h Header) bool { return h.Name == name }) {
+			d.RemoveHeaders = append(d.RemoveHeaders, name)
+		}
+	}
+	if !res.cfg.KeepAuthorization {
+		d.RemoveHeaders = append(d.RemoveHeaders, "authorization")
+	}
+	return d
+}
+
+// safeHeader keeps policies from setting hop-by-hop, pseudo or credential headers, or values with CR/LF.
+func safeHeader(name, value string) bool {
+	switch name {
+	case "authorization", "host", "connection", "transfer-encoding", "content-length", "cookie", "proxy-authorization", "te", "upgrade":
+		return false
+	}
+	if name == "" || strings.HasPrefix(name, ":") || strings.ContainsAny(name, " \t\r\n:") || strings.ContainsAny(value, "\r\n\x00") {
+		return false
+	}
+	return true
+}
+
+// input builds the policy input document (see README "Policy input"; keep it stable).
+func (a *Authorizer) input(req *Request, res *resource, id *Identity, msg *Message) map[string]any {
+	headers := make(map[string]any, len(req.Headers))
+	for k, v := range req.Headers {
+		if k != "authorization" {
+			headers[k] = v
+		}
+	}
+	scopes := make([]any, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = s
+	}
+	token := map[string]any{"scopes": scopes, "claims": id.Claims}
+	for k, v := range map[string]string{"subject": id.Subject, "issuer": id.Issuer, "client_id": id.ClientID} {
+		if v != "" {
+			token[k] = v
+		}
+	}
+	in := map[string]any{
+		"token":    token,
+		"request":  map[string]any{"method": req.Method, "host": req.Host, "path": req.Path, "headers": headers},
+		"resource": map[string]any{"url": res.cfg.URL, "name": res.cfg.Name},
+	}
+	if msg != nil {
+		m := map[string]any{"method": msg.Method}
+		if len(msg.ID) > 0 {
+			m["id"] = string(msg.ID)
+		}
+		if msg.Tool != "" {
+			m["tool"] = msg.Tool
+		}
+		if msg.URI != "" {
+			m["uri"] = msg.URI
+		}
+		in["mcp"] = m
+	}
+	return in
+}
+
+// Ready reports why the Authorizer cannot decide yet (keys not loaded), or nil.
+func (a *Authorizer) Ready() error { return a.verifier.Ready() }
+
+// logDecision writes the one structured line per decision. It never holds the token.
+func (a *Authorizer) logDecision(ctx context.Context, d *Decision) {
+	level := slog.LevelInfo
+	if d.Unavailable {
+		level = slog.LevelError
+	}
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("decision", decisionWord(d)), slog.Int("status", d.Status), slog.String("reason", d.Reason))
+	if d.Resource != "" {
+		attrs = append(attrs, slog.String("resource", d.Resource))
+	}
+	if id := d.Identity; id != nil {
+		attrs = append(attrs, slog.String("sub", id.Subject), slog.String("client_id", id.ClientID), slog.String("iss", id.Issuer))
+	}
+	if m := d.MCP; m != nil {
+		attrs = append(attrs, slog.String("mcp_method", m.Method))
+		if m.Tool != "" {
+			attrs = append(attrs, slog.String("tool", m.Tool))
+		}
+	}
+	a.log.LogAttrs(ctx, level, "decision", attrs...)
+}
+
+func decisionWord(d *Decision) string {
+	switch {
+	case d.Allow:
+		return "allow"
+	case d.Unavailable:
+		return "error"
+	default:
+		return "deny"
+	}
+}

@@ -1,0 +1,57 @@
+package authz
+
+import (
+	"strings"
+	"time"
+)
+
+// Identity is what a verified token says about the caller, with the claim names of the different IdPs
+// normalized: the client from `client_id`, `cid` (Okta), `azp` (Entra, Keycloak) or `appid` (Entra v1); the
+// scopes from a space-separated `scope` string or an `scp` array (Okta, Hydra, Entra).
+type Identity struct {
+	Subject  string
+	Issuer   string
+	ClientID string
+	Email    string
+	Scopes   []string
+	// Claims are all the token's claims, as decoded JSON.
+	Claims map[string]any
+	// Expiry is the token's exp.
+	Expiry time.Time
+}
+
+var clientClaims = []string{"client_id", "cid", "azp", "appid"}
+
+func newIdentity(claims map[string]any) *Identity {
+	id := &Identity{Claims: claims}
+	id.Subject, _ = claims["sub"].(string)
+	id.Issuer, _ = claims["iss"].(string)
+	id.Email, _ = claims["email"].(string)
+	for _, name := range clientClaims {
+		if s, ok := claims[name].(string); ok && s != "" {
+			id.ClientID = s
+			break
+		}
+	}
+	id.Scopes = scopes(claims)
+	return id
+}
+
+func scopes(claims map[string]any) []string {
+	var out []string
+	for _, name := range []string{"scope", "scp"} {
+		switch v := claims[name].(type) {
+		case string:
+			out = append(out, strings.Fields(v)...)
+		case []any:
+			for _, s := range v {
+				if s, ok := s.(string); ok && s != "" {
+					out = append(out, s)
+				}
+			}
+		case []string:
+			out = append(out, v...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,217 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/mcp-authz/mcp-authz/config"
+)
+
+// maxTokenBytes bounds the size of a bearer token; real access tokens are a few KiB.
+const maxTokenBytes = 16 << 10
+
+// Verifier verifies JWT access tokens from the configured issuers.
+type Verifier struct {
+	issuers map[string]*trustedIssuer
+	leeway  time.Duration
+	now     func() time.Time
+}
+
+type trustedIssuer struct {
+	cfg        config.Issuer
+	keys       *KeySet
+	algorithms map[jwa.SignatureAlgorithm]bool
+	noAudience map[string]bool
+}
+
+// NewVerifier returns a Verifier trusting the given issuers, each with its key set (keyed by issuer).
+func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.Duration, now func() time.Time) (*Verifier, error) {
+	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now}
+	for _, is := range issuers {
+		ks, ok := keys[is.Issuer]
+		if !ok {
+			return nil, fmt.Errorf("no key set for issuer %q", is.Issuer)
+		}
+		t := &trustedIssuer{cfg: is, keys: ks, algorithms: map[jwa.SignatureAlgorithm]bool{}, noAudience: map[string]bool{}}
+		for _, a := range is.Algorithms {
+			t.algorithms[jwa.SignatureAlgorithm(a)] = true
+		}
+		for _, c := range is.ClientsWithoutAudience {
+			t.noAudience[c] = true
+		}
+		v.issuers[is.Issuer] = t
+	}
+	return v, nil
+}
+
+// Ready reports the first issuer whose keys are not loaded yet, or nil.
+func (v *Verifier) Ready() error {
+	for iss, t := range v.issuers {
+		if !t.keys.Ready() {
+			return fmt.Errorf("keys of issuer %s not loaded", iss)
+		}
+	}
+	return nil
+}
+
+// Verify checks the token's signature, header and registered claims. audience is the URL of the targeted
+// resource, accepted when the issuer configures no audiences of its own. A failure is an *Error: 401
+// invalid_token with a specific description, or 503 when the issuer's keys could not be loaded.
+func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity, *Error) {
+	if len(raw) > maxTokenBytes {
+		return nil, errInvalidToken("token too large")
+	}
+	if strings.Count(raw, ".") != 2 {
+		return nil, errInvalidToken("malformed token: not a compact JWS")
+	}
+	kp := &keyChoice{v: v}
+	tok, err := jwt.ParseString(raw, jwt.WithContext(ctx), jwt.WithKeyProvider(kp), jwt.WithValidate(false))
+	if err != nil {
+		var e *Error
+		switch {
+		case errors.As(err, &e):
+			return nil, e
+		case kp.issuer != nil:
+			return nil, errInvalidToken("signature verification failed")
+		default:
+			return nil, errInvalidToken("malformed token")
+		}
+	}
+	t := kp.issuer
+	if err := jwt.Validate(tok, jwt.WithAcceptableSkew(v.leeway), jwt.WithClock(jwt.ClockFunc(v.now)), jwt.WithRequiredClaim("exp")); err != nil {
+		switch {
+		case errors.Is(err, jwt.ErrTokenExpired()):
+			return nil, errInvalidToken("token expired")
+		case errors.Is(err, jwt.ErrTokenNotYetValid()):
+			return nil, errInvalidToken("token not yet valid")
+		case errors.Is(err, jwt.ErrInvalidIssuedAt()):
+			return nil, errInvalidToken("token issued in the future")
+		case errors.Is(err, jwt.ErrMissingRequiredClaim("exp")):
+			return nil, errInvalidToken("token has no exp claim")
+		default:
+			return nil, errInvalidToken("invalid claims")
+		}
+	}
+	id := newIdentity(kp.claims)
+	id.Expiry = tok.Expiration()
+	if err := t.checkAudience(tok.Audience(), id.ClientID, audience); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *Error {
+	if len(aud) == 0 {
+		if clientID != "" && t.noAudience[clientID] {
+			return nil
+		}
+		return errInvalidToken("token has no audience")
+	}
+	accepted := t.cfg.Audiences
+	if len(accepted) == 0 {
+		accepted = []string{resource}
+	}
+	for _, a := range aud {
+		if slices.Contains(accepted, a) {
+			return nil
+		}
+	}
+	return errInvalidToken("token audience does not include this resource")
+}
+
+// keyChoice is the jws.KeyProvider of one Verify call: it picks the issuer by the unverified `iss`, checks
+// the header against that issuer's rules, and offers only keys from the issuer's own key set. Header
+// fields that point at other keys (`jku`, `x5u`, `jwk`) are never used.
+type keyChoice struct {
+	v      *Verifier
+	issuer *trustedIssuer
+	claims map[string]any
+}
+
+// FetchKeys implements jws.KeyProvider.
+func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
+	if len(msg.Signatures()) != 1 {
+		return errInvalidToken("malformed token: more than one signature")
+	}
+	h := sig.ProtectedHeaders()
+	dec := json.NewDecoder(bytes.NewReader(msg.Payload()))
+	dec.UseNumber()
+	if err := dec.Decode(&c.claims); err != nil || c.claims == nil {
+		return errInvalidToken("malformed token: payload is not a JSON object")
+	}
+	iss, _ := c.claims["iss"].(string)
+	t, ok := c.v.issuers[iss]
+	if !ok {
+		if iss == "" {
+			return errInvalidToken("token has no issuer")
+		}
+		return errInvalidToken("issuer not trusted")
+	}
+	alg := h.Algorithm()
+	if !t.algorithms[alg] {
+		return errInvalidToken(fmt.Sprintf("algorithm %s not allowed", quotable(alg.String())))
+	}
+	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.Type(), want) {
+		return errInvalidToken(fmt.Sprintf("token type %q is not %q", quotable(h.Type()), want))
+	}
+	if len(h.Critical()) > 0 {
+		return errInvalidToken("unsupported critical header")
+	}
+	keys, err := t.keys.Keys(ctx, h.KeyID())
+	if err != nil {
+		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer))
+	}
+	offered := 0
+	for _, key := range keys {
+		if !keyFits(key, alg) {
+			continue
+		}
+		sink.Key(alg, key)
+		offered++
+	}
+	if offered == 0 {
+		if len(keys) == 0 {
+			return errInvalidToken("unknown signing key")
+		}
+		return errInvalidToken("signing key does not fit the token's algorithm")
+	}
+	c.issuer = t
+	return nil
+}
+
+// typeMatches compares a `typ` header with the required one, ignoring case and an `application/` prefix (RFC 8725 §3.11).
+func typeMatches(got, want string) bool {
+	got = strings.TrimPrefix(strings.ToLower(got), "application/")
+	return got == strings.TrimPrefix(strings.ToLower(want), "application/")
+}
+
+// keyFits reports whether key may verify a signature made with alg: the key's own `alg` (when it has one)
+// must be alg, its `use` (when set) must be sig, and its type must be the one the algorithm needs.
+func keyFits(key jwk.Key, alg jwa.SignatureAlgorithm) bool {
+	if ka := key.Algorithm(); ka != nil && ka.String() != "" && ka.String() != alg.String() {
+		return false
+	}
+	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+		return false
+	}
+	switch key.KeyType() {
+	case jwa.RSA:
+		return strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS")
+	case jwa.EC:
+		return strings.HasPrefix(string(alg), "ES")
+	case jwa.OKP:
+		return alg == jwa.EdDSA
+	default:
+		return false
+	}
+}

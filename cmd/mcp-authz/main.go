@@ -1,0 +1,78 @@
+// Command mcp-authz is an Envoy external-authorization service that puts OAuth in front of MCP servers.
+//
+//	mcp-authz serve --config config.yaml
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/service"
+)
+
+const usage = `usage: mcp-authz <command> [flags]
+
+commands:
+  serve   --config FILE   run the ext_authz gRPC and metadata HTTP listeners
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mcp-authz: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz: %v\n", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	svc, err := service.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("start-up failed", "error", err.Error())
+		return 1
+	}
+	if err := svc.Run(ctx); err != nil {
+		log.Error("serve failed", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

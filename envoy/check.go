@@ -1,0 +1,158 @@
+// Package envoy adapts Envoy's external authorization gRPC API (envoy.service.auth.v3) to package authz:
+// a CheckRequest becomes an authz.Request, an authz.Decision becomes a CheckResponse. It never decides.
+package envoy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/mcp-authz/mcp-authz/authz"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// ResourceKey is the per-route context extension naming the targeted resource (its url or name).
+const ResourceKey = "resource"
+
+// partialBodyHeader is set by Envoy when it sent only part of the body (allow_partial_message).
+const partialBodyHeader = "x-envoy-auth-partial-body"
+
+// Checker decides requests; *authz.Authorizer is one.
+type Checker interface {
+	Check(ctx context.Context, req *authz.Request) *authz.Decision
+}
+
+// Server implements envoy.service.auth.v3.Authorization.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	checker Checker
+}
+
+// NewServer returns the gRPC Authorization service deciding with c.
+func NewServer(c Checker) *Server { return &Server{checker: c} }
+
+// Check implements the ext_authz Check call. Every outcome, even a malformed CheckRequest, is an answer:
+// the RPC itself never fails, so Envoy never falls back to failure_mode_allow.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return Response(s.checker.Check(ctx, Request(req))), nil
+}
+
+// Request translates a CheckRequest into an authz.Request.
+func Request(req *authv3.CheckRequest) *authz.Request {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	r := &authz.Request{
+		Method:   h.GetMethod(),
+		Scheme:   h.GetScheme(),
+		Host:     h.GetHost(),
+		Path:     h.GetPath(),
+		Headers:  h.GetHeaders(),
+		Resource: attrs.GetContextExtensions()[ResourceKey],
+	}
+	if hm := h.GetHeaderMap(); hm != nil && len(r.Headers) == 0 { // encode_raw_headers: true
+		r.Headers = make(map[string]string, len(hm.GetHeaders()))
+		for _, hv := range hm.GetHeaders() {
+			k := strings.ToLower(hv.GetKey())
+			v := hv.GetValue()
+			if v == "" {
+				v = string(hv.GetRawValue())
+			}
+			if prev, ok := r.Headers[k]; ok {
+				v = prev + "," + v
+			}
+			r.Headers[k] = v
+		}
+	}
+	if r.Headers == nil {
+		r.Headers = map[string]string{}
+	}
+	if r.Host == "" {
+		r.Host = r.Headers[":authority"]
+	}
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		r.Body = raw
+	} else if b := h.GetBody(); b != "" {
+		r.Body = []byte(b)
+	}
+	r.BodyTruncated = r.Headers[partialBodyHeader] == "true"
+	return r
+}
+
+// Response translates an authz.Decision into a CheckResponse: OK with headers to set and remove, a
+// DeniedHttpResponse, or for an unavailable decision an error_response (so Envoy counts it as an
+// authorization-service error) with status UNAVAILABLE.
+func Response(d *authz.Decision) *authv3.CheckResponse {
+	if d.Allow {
+		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
+		if md := metadata(d); md != nil {
+			ok.DynamicMetadata = md
+		}
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		}
+	}
+	denied := &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Headers: headerOptions(d.Headers),
+		Body:    string(d.Body),
+	}
+	if d.Unavailable {
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(code.Code_UNAVAILABLE), Message: d.Reason},
+			HttpResponse: &authv3.CheckResponse_ErrorResponse{ErrorResponse: denied},
+		}
+	}
+	c := code.Code_PERMISSION_DENIED
+	if d.Status == http.StatusUnauthorized {
+		c = code.Code_UNAUTHENTICATED
+	}
+	return &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{Code: int32(c)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+	}
+}
+
+func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
+}
+
+// metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the
+// caller's identity and claims, for access logs and later filters.
+func metadata(d *authz.Decision) *structpb.Struct {
+	id := d.Identity
+	if id == nil {
+		return nil
+	}
+	scopes := make([]any, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = s
+	}
+	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
+	if claims, err := structpb.NewValue(jsonSafe(id.Claims)); err == nil {
+		fields["claims"] = claims.AsInterface()
+	}
+	if d.MCP != nil {
+		fields["mcp_method"] = d.MCP.Method
+		if d.MCP.Tool != "" {
+			fields["tool"] = d.MCP.Tool
+		}
+	}
+	s, err := structpb.NewStruct(fields)
+	if err != nil {
+		return nil
+	}
+	return s
+}

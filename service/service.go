@@ -1,0 +1,156 @@
+// Package service wires one running mcp-authz: the key sets of the trusted issuers, the policy, the
+// authorizer, the Envoy ext_authz gRPC listener and the HTTP listener (Protected Resource Metadata, health,
+// readiness), with graceful shutdown.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/envoy"
+	"github.com/mcp-authz/mcp-authz/policy"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// Service is one configured mcp-authz, ready to Run.
+type Service struct {
+	cfg        config.Config
+	log        *slog.Logger
+	keys       []*authz.KeySet
+	authorizer *authz.Authorizer
+	grpc       *grpc.Server
+	health     *health.Server
+	http       *http.Server
+}
+
+// New builds the service from a validated configuration: it compiles the policies (an error names the
+// file and line) but fetches no keys yet.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	keys := map[string]*authz.KeySet{}
+	s := &Service{cfg: cfg, log: log}
+	for _, is := range cfg.Issuers {
+		ks := authz.NewKeySet(is, client, log, nil)
+		keys[is.Issuer] = ks
+		s.keys = append(s.keys, ks)
+	}
+	verifier, err := authz.NewVerifier(cfg.Issuers, keys, time.Duration(cfg.Leeway), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Load(ctx, cfg.Policy.Paths, cfg.Policy.Query)
+	if err != nil {
+		return nil, err
+	}
+	s.authorizer, err = authz.New(cfg, verifier, pol, log)
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer()
+	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer))
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	return s, nil
+}
+
+// Authorizer returns the service's authorizer.
+func (s *Service) Authorizer() *authz.Authorizer { return s.authorizer }
+
+// Run listens on the configured addresses and serves until ctx ends, then drains in-flight requests.
+func (s *Service) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	gl, err := lc.Listen(ctx, "tcp", s.cfg.Listen.GRPC)
+	if err != nil {
+		return fmt.Errorf("listen.grpc: %w", err)
+	}
+	hl, err := lc.Listen(ctx, "tcp", s.cfg.Listen.HTTP)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("listen.http: %w", err)
+	}
+	return s.Serve(ctx, gl, hl)
+}
+
+// Serve serves on the given listeners until ctx ends.
+func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, ks := range s.keys {
+		go ks.Run(ctx)
+	}
+	go s.watchReadiness(ctx)
+	s.log.Info("mcp-authz serving", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String(), "resources", len(s.cfg.Resources), "issuers", len(s.cfg.Issuers))
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(grpcL) }()
+	go func() {
+		if err := s.http.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		s.log.Error("listener failed", "error", err.Error())
+	}
+	s.health.Shutdown()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if herr := s.http.Shutdown(shutdownCtx); herr != nil {
+		s.http.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-shutdownCtx.Done():
+		s.grpc.Stop()
+	}
+	s.log.Info("mcp-authz stopped")
+	return err
+}
+
+// watchReadiness flips the gRPC health status to SERVING once every issuer's keys are loaded.
+func (s *Service) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.Ready() == nil {
+			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+			s.log.Info("ready: keys and policies loaded")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports why the service cannot decide yet, or nil.
+func (s *Service) Ready() error { return s.authorizer.Ready() }
