@@ -940,4 +940,7 @@ func TestNewRejectsBadIssuer(t *testing.T) {
 			t.Errorf("New(%q) succeeded", issuer)
 		}
 	}
+	if _, err := New("http://127.0.0.1:1", WithClient(Client{Secret: "x"})); err == nil {
+		t.Error("New with an empty client ID succeeded")
+	}
 }

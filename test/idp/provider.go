@@ -81,8 +81,11 @@ func ParseShape(name string) (Shape, error) {
 // token_endpoint_auth_method none); one with a Secret is confidential and may also use client_credentials.
 // Public clients may always use loopback redirect URIs (RFC 8252); other redirect URIs must be listed.
 type Client struct {
-	ID           string
-	Secret       string
+	// ID is the client_id; it must not be empty.
+	ID string
+	// Secret makes the client confidential (client_secret_basic or client_secret_post).
+	Secret string
+	// RedirectURIs are the exact redirect URIs the client may use.
 	RedirectURIs []string
 }
 
@@ -193,6 +196,9 @@ func New(issuer string, opts ...Option) (*Provider, error) {
 	WithClient(Client{ID: "demo-service", Secret: "demo-secret"})(p)
 	for _, opt := range opts {
 		opt(p)
+	}
+	if _, ok := p.clients[""]; ok {
+		return nil, fmt.Errorf("client with empty ID")
 	}
 	if p.accessTTL <= 0 {
 		return nil, fmt.Errorf("access token TTL %v: must be positive", p.accessTTL)
