@@ -82,12 +82,48 @@ type Issuer struct {
 	MinRefreshInterval Duration `json:"min_refresh_interval,omitempty"`
 }
 
-// Policy says where the Rego policies and their data live.
+// Policy says where the Rego policies and their data live: local paths (watched and reloaded on change) or
+// an OPA bundle server (polled), exactly one of the two.
 type Policy struct {
 	// Paths are files or folders of Rego modules and JSON/YAML data files.
-	Paths []string `json:"paths"`
+	Paths []string `json:"paths,omitempty"`
 	// Query is the decision document's path. Default data.mcp.authz.decision.
 	Query string `json:"query,omitempty"`
+	// Bundle, when set, loads the policies from an OPA bundle server instead of Paths.
+	Bundle *Bundle `json:"bundle,omitempty"`
+}
+
+// Bundle is an OPA bundle served over HTTP(S), polled the way OPA's bundle plugin does.
+type Bundle struct {
+	// URL is the bundle service's base URL.
+	URL string `json:"url"`
+	// Resource is the bundle's path under URL. Default bundles/mcp-authz.tar.gz.
+	Resource string `json:"resource,omitempty"`
+	// Polling bounds the delay between two downloads.
+	Polling BundlePolling `json:"polling,omitempty"`
+	// Signing, when set, requires every bundle to be signed by this key; others are refused.
+	Signing *BundleSigning `json:"signing,omitempty"`
+}
+
+// BundlePolling bounds the jittered delay between two bundle downloads (whole seconds).
+type BundlePolling struct {
+	// MinDelay is the shortest delay. Default 60s.
+	MinDelay Duration `json:"min_delay,omitempty"`
+	// MaxDelay is the longest delay. Default 120s.
+	MaxDelay Duration `json:"max_delay,omitempty"`
+}
+
+// BundleSigning is the key that verifies bundle signatures (`.signatures.json`, as `opa build --signing-key`
+// writes them).
+type BundleSigning struct {
+	// PublicKeyFile is a PEM file holding the public key.
+	PublicKeyFile string `json:"public_key_file"`
+	// KeyID names the key; signatures whose `kid` names another key are refused. Default "default".
+	KeyID string `json:"key_id,omitempty"`
+	// Algorithm is the signature algorithm: RS, PS or ES 256-512. Default RS256; HS* are refused.
+	Algorithm string `json:"algorithm,omitempty"`
+	// Scope, when set, must equal the signature's `scope` claim.
+	Scope string `json:"scope,omitempty"`
 }
 
 // IdentityHeaders names the headers that carry the caller's identity upstream. Empty fields take defaults.
@@ -173,6 +209,25 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Policy.Query == "" {
 		c.Policy.Query = "data.mcp.authz.decision"
+	}
+	if b := c.Policy.Bundle; b != nil {
+		if b.Resource == "" {
+			b.Resource = "bundles/mcp-authz.tar.gz"
+		}
+		if b.Polling.MinDelay == 0 {
+			b.Polling.MinDelay = Duration(60 * time.Second)
+		}
+		if b.Polling.MaxDelay == 0 {
+			b.Polling.MaxDelay = max(Duration(120*time.Second), b.Polling.MinDelay)
+		}
+		if s := b.Signing; s != nil {
+			if s.KeyID == "" {
+				s.KeyID = "default"
+			}
+			if s.Algorithm == "" {
+				s.Algorithm = "RS256"
+			}
+		}
 	}
 	h := &c.IdentityHeaders
 	for _, f := range []struct {
@@ -272,8 +327,14 @@ func (c *Config) Validate() error {
 			fail(p+".refresh_interval", "must be at least 1s")
 		}
 	}
-	if len(c.Policy.Paths) == 0 {
-		fail("policy.paths", "at least one policy path is required")
+	switch {
+	case len(c.Policy.Paths) == 0 && c.Policy.Bundle == nil:
+		fail("policy.paths", "at least one policy path is required (or configure policy.bundle)")
+	case len(c.Policy.Paths) > 0 && c.Policy.Bundle != nil:
+		fail("policy.bundle", "set either policy.paths or policy.bundle, not both")
+	}
+	if b := c.Policy.Bundle; b != nil {
+		c.validateBundle(b, fail)
 	}
 	for i, p := range c.Policy.Paths {
 		if _, err := os.Stat(p); err != nil {
@@ -292,6 +353,34 @@ func (c *Config) Validate() error {
 		fail("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// validateBundle checks the policy.bundle block.
+func (c *Config) validateBundle(b *Bundle, fail func(field, format string, a ...any)) {
+	if err := checkURL(b.URL); err != nil {
+		fail("policy.bundle.url", "%v", err)
+	}
+	if strings.HasPrefix(b.Resource, "http://") || strings.HasPrefix(b.Resource, "https://") {
+		fail("policy.bundle.resource", "a path under policy.bundle.url, not a URL")
+	}
+	if b.Polling.MinDelay < Duration(time.Second) {
+		fail("policy.bundle.polling.min_delay", "must be at least 1s")
+	}
+	if b.Polling.MaxDelay < b.Polling.MinDelay {
+		fail("policy.bundle.polling.max_delay", "must not be less than min_delay")
+	}
+	s := b.Signing
+	if s == nil {
+		return
+	}
+	if s.PublicKeyFile == "" {
+		fail("policy.bundle.signing.public_key_file", "required")
+	} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
+		fail("policy.bundle.signing.public_key_file", "%v", err)
+	}
+	if !allowedAlgorithms[s.Algorithm] || s.Algorithm == "EdDSA" { // OPA verifies bundles with RS, PS and ES only
+		fail("policy.bundle.signing.algorithm", "%q is not an allowed asymmetric algorithm (RS, PS or ES 256-512)", s.Algorithm)
+	}
 }
 
 func checkURL(s string) error {

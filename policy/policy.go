@@ -11,8 +11,12 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DefaultQuery is the decision document's path.
@@ -37,8 +41,11 @@ type Decision struct {
 
 // Policy is one compiled generation of the policies. It is immutable and safe for concurrent use.
 type Policy struct {
-	query rego.PreparedEvalQuery
-	files int
+	query     rego.PreparedEvalQuery
+	queryText string
+	compiler  *ast.Compiler
+	store     storage.Store
+	files     int
 }
 
 // Load reads the Rego modules and JSON/YAML data files under paths (files or folders; `*_test.rego` files
@@ -62,6 +69,42 @@ func Load(ctx context.Context, paths []string, query string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policy data: %w", err)
 	}
+	return prepare(ctx, compiler, store, query, len(result.Modules)+len(result.Documents))
+}
+
+// FromBundle compiles an OPA bundle (already read and, when configured, verified by OPA's bundle reader)
+// and prepares query. Delta bundles are refused: a generation is always a complete snapshot.
+func FromBundle(ctx context.Context, b *bundle.Bundle, query string) (*Policy, error) {
+	if b.Type() == bundle.DeltaBundleType {
+		return nil, errors.New("load bundle: delta bundles are not supported; serve snapshot bundles")
+	}
+	if len(b.Modules) == 0 {
+		return nil, errors.New("load bundle: no Rego module in the bundle")
+	}
+	modules := make(map[string]*ast.Module, len(b.Modules))
+	for _, m := range b.Modules {
+		parsed := m.Parsed
+		if parsed == nil {
+			var err error
+			if parsed, err = ast.ParseModuleWithOpts(m.Path, string(m.Raw), ast.ParserOptions{RegoVersion: ast.RegoV1}); err != nil {
+				return nil, fmt.Errorf("parse bundle module %s: %w", m.Path, err)
+			}
+		}
+		modules[m.Path] = parsed
+	}
+	compiler := ast.NewCompiler()
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, fmt.Errorf("compile bundle: %w", compiler.Errors)
+	}
+	data := b.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return prepare(ctx, compiler, inmem.NewFromObject(data), query, len(b.Modules))
+}
+
+// prepare builds one generation from a compiled module set and its data.
+func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, query string, files int) (*Policy, error) {
 	pq, err := rego.New(
 		rego.Query(query),
 		rego.Compiler(compiler),
@@ -73,14 +116,16 @@ func Load(ctx context.Context, paths []string, query string) (*Policy, error) {
 	if !definesQuery(compiler, query) {
 		return nil, fmt.Errorf("prepare policy query: no rule defines %s", query)
 	}
-	return &Policy{query: pq, files: len(result.Modules) + len(result.Documents)}, nil
+	return &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files}, nil
 }
 
-// skipTests leaves Rego unit tests and hidden files out of the served policy set.
+// skipTests leaves Rego unit tests and hidden files and folders out of the served policy set. Hidden
+// folders include the `..data` and `..2026_…` folders of a Kubernetes ConfigMap mount: its visible files
+// are symlinks through `..data`, so reading the folder through them loads every file exactly once.
 func skipTests(abspath string, info fs.FileInfo, depth int) bool {
 	name := info.Name()
 	if info.IsDir() {
-		return depth > 0 && strings.HasPrefix(name, ".") && name != "..data" // ConfigMap mounts keep data in ..data
+		return depth > 0 && strings.HasPrefix(name, ".")
 	}
 	return strings.HasSuffix(name, "_test.rego") || strings.HasPrefix(name, ".")
 }
@@ -107,6 +152,48 @@ func (p *Policy) Evaluate(ctx context.Context, input map[string]any) (Decision, 
 		return Decision{}, ErrNoDecision
 	}
 	return decode(rs[0].Expressions[0].Value)
+}
+
+// Explanation is the result of Explain: the value of a query and, when asked, OPA's evaluation trace.
+type Explanation struct {
+	// Defined is false when the query has no value for the input.
+	Defined bool
+	// Value is the query's value as the policy wrote it (JSON types).
+	Value any
+	// Trace is OPA's trace of the evaluation (empty unless Explain was asked to trace); format it with
+	// topdown.PrettyTraceWithLocation after filtering with topdown/lineage.
+	Trace []*topdown.Event
+}
+
+// Explain evaluates query (the decision query when empty) on input and returns its raw value, with OPA's
+// evaluation trace when trace is true. It is for tooling (`mcp-authz policy eval`), not the request path.
+func (p *Policy) Explain(ctx context.Context, input map[string]any, query string, trace bool) (Explanation, error) {
+	pq := p.query
+	if query != "" && query != p.queryText {
+		var err error
+		pq, err = rego.New(rego.Query(query), rego.Compiler(p.compiler), rego.Store(p.store)).PrepareForEval(ctx)
+		if err != nil {
+			return Explanation{}, fmt.Errorf("prepare query %s: %w", query, err)
+		}
+	}
+	opts := []rego.EvalOption{rego.EvalInput(input)}
+	var tracer *topdown.BufferTracer
+	if trace {
+		tracer = topdown.NewBufferTracer()
+		opts = append(opts, rego.EvalQueryTracer(tracer))
+	}
+	rs, err := pq.Eval(ctx, opts...)
+	if err != nil {
+		return Explanation{}, fmt.Errorf("evaluate policy: %w", err)
+	}
+	var e Explanation
+	if tracer != nil {
+		e.Trace = *tracer
+	}
+	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
+		e.Defined, e.Value = true, rs[0].Expressions[0].Value
+	}
+	return e, nil
 }
 
 func decode(v any) (Decision, error) {
