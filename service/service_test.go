@@ -254,6 +254,7 @@ func TestDenyMatrix(t *testing.T) {
 		{"expired", bearer(mint(t, e.std, userClaims(map[string]any{"exp": now.Add(-2 * hour).Unix(), "iat": now.Add(-3 * hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "expired"}},
 		{"not yet valid", bearer(mint(t, e.std, userClaims(map[string]any{"nbf": now.Add(hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "not yet valid"}},
 		{"issued in the future", bearer(mint(t, e.std, userClaims(map[string]any{"iat": now.Add(hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "issued in the future"}},
+		{"exp not a number", bearer(mint(t, e.std, userClaims(map[string]any{"exp": "tomorrow"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "malformed claims"}},
 		{"no exp", bearer(mint(t, e.std, userClaims(map[string]any{"exp": nil}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "no exp"}},
 		{"untrusted issuer", bearer(mint(t, e.std, userClaims(map[string]any{"iss": "https://evil.example.com"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "issuer not trusted"}},
 		{"wrong audience", bearer(mint(t, e.std, userClaims(map[string]any{"aud": "https://other.example.com/mcp"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "audience"}},
