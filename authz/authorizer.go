@@ -1,7 +1,9 @@
 package authz
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -209,7 +211,12 @@ func (a *Authorizer) input(req *Request, res *resource, id *Identity, msg *Messa
 	if msg != nil {
 		m := map[string]any{"method": msg.Method}
 		if len(msg.ID) > 0 {
-			m["id"] = string(msg.ID)
+			var id any
+			dec := json.NewDecoder(bytes.NewReader(msg.ID))
+			dec.UseNumber()
+			if dec.Decode(&id) == nil {
+				m["id"] = id
+			}
 		}
 		if msg.Tool != "" {
 			m["tool"] = msg.Tool

@@ -81,8 +81,10 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 		switch {
 		case errors.As(err, &e):
 			return nil, e
-		case kp.issuer != nil:
+		case jws.IsVerificationError(err):
 			return nil, errInvalidToken("signature verification failed")
+		case kp.issuer != nil:
+			return nil, errInvalidToken("malformed claims")
 		default:
 			return nil, errInvalidToken("malformed token")
 		}

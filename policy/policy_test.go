@@ -9,7 +9,7 @@ import (
 
 // TestShippedPolicies runs the Rego unit tests shipped beside the policies, as `opa test` does.
 func TestShippedPolicies(t *testing.T) {
-	results, err := policy.RunTests(context.Background(), []string{"../deploy/policies"})
+	results, err := policy.RunTests(context.Background(), []string{"../deploy/policies", "../deploy/examples/policies"})
 	if err != nil {
 		t.Fatal(err)
 	}

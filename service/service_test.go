@@ -130,7 +130,10 @@ func startService(t *testing.T, yaml string, waitReady bool) *instance {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // checkRequest is a CheckRequest shaped as Envoy's ext_authz filter sends it (with_request_body,
 // pack_as_bytes, per-route context extension).
@@ -251,6 +254,7 @@ func TestDenyMatrix(t *testing.T) {
 		{"expired", bearer(mint(t, e.std, userClaims(map[string]any{"exp": now.Add(-2 * hour).Unix(), "iat": now.Add(-3 * hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "expired"}},
 		{"not yet valid", bearer(mint(t, e.std, userClaims(map[string]any{"nbf": now.Add(hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "not yet valid"}},
 		{"issued in the future", bearer(mint(t, e.std, userClaims(map[string]any{"iat": now.Add(hour).Unix()}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "issued in the future"}},
+		{"exp not a number", bearer(mint(t, e.std, userClaims(map[string]any{"exp": "tomorrow"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "malformed claims"}},
 		{"no exp", bearer(mint(t, e.std, userClaims(map[string]any{"exp": nil}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "no exp"}},
 		{"untrusted issuer", bearer(mint(t, e.std, userClaims(map[string]any{"iss": "https://evil.example.com"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "issuer not trusted"}},
 		{"wrong audience", bearer(mint(t, e.std, userClaims(map[string]any{"aud": "https://other.example.com/mcp"}))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "audience"}},
@@ -389,6 +393,5 @@ func parseChallenge(t *testing.T, h string) map[string]string {
 	}
 	return out
 }
-
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }

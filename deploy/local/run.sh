@@ -10,11 +10,11 @@ trap cleanup EXIT INT TERM
 
 "$bin/mcp-devidp" -listen 127.0.0.1:9000 >/tmp/mcp-devidp.log 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:9000/.well-known/openid-configuration && break; sleep 0.1; done
+for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:9000/.well-known/openid-configuration && break; sleep 0.1; done
 
 "$bin/mcp-authz" serve --config deploy/local/config.yaml &
 pids+=($!)
-for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:8080/readyz && break; sleep 0.1; done
+for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:8080/readyz && break; sleep 0.1; done
 
 cat <<MSG
 

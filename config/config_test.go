@@ -1,0 +1,59 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+resources: [{url: "https://mcp.example.com/mcp"}]
+issuers: [{discovery_url: "https://idp.example.com/oauth2/default/.well-known/openid-configuration"}]
+policy: {paths: ["."]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"listen.grpc", c.Listen.GRPC, "127.0.0.1:9191"},
+		{"listen.http", c.Listen.HTTP, "127.0.0.1:8080"},
+		{"issuer", c.Issuers[0].Issuer, "https://idp.example.com/oauth2/default"},
+		{"authorization_servers", strings.Join(c.Resources[0].AuthorizationServers, ","), "https://idp.example.com/oauth2/default"},
+		{"leeway", time.Duration(c.Leeway).String(), "1m0s"},
+		{"query", c.Policy.Query, "data.mcp.authz.decision"},
+		{"subject header", c.IdentityHeaders.Subject, "x-mcp-subject"},
+		{"algorithms", strings.Join(c.Issuers[0].Algorithms, ","), strings.Join(DefaultAlgorithms, ",")},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	base := "resources: [{url: \"https://m/mcp\"}]\nissuers: [{discovery_url: \"https://i/.well-known/openid-configuration\"}]\npolicy: {paths: [\".\"]}\n"
+	tests := []struct{ name, yaml, want string }{
+		{"no resources", "issuers: []\npolicy: {paths: [.]}", "resources: at least one"},
+		{"relative resource url", strings.Replace(base, "https://m/mcp", "/mcp", 1), "resources[0].url"},
+		{"resource url with query", strings.Replace(base, "https://m/mcp", "https://m/mcp?x=1", 1), "resources[0].url"},
+		{"duplicate resource", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/mcp"}]`, 1), "duplicate resource"},
+		{"issuer not derivable", strings.Replace(base, "/.well-known/openid-configuration", "/keys", 1), "issuers[0].issuer"},
+		{"HS256", strings.Replace(base, `configuration"}`, `configuration", algorithms: [HS256]}`, 1), "issuers[0].algorithms[0]"},
+		{"none", strings.Replace(base, `configuration"}`, `configuration", algorithms: [none]}`, 1), "issuers[0].algorithms[0]"},
+		{"bad duration", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: soon}`, 1), "invalid duration"},
+		{"tiny refresh", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: 1ms}`, 1), "issuers[0].refresh_interval"},
+		{"unknown field", base + "listen: {grcp: x}\n", `unknown field "grcp"`},
+		{"leeway too large", base + "leeway: 1h\n", "leeway"},
+		{"log level", base + "log: {level: loud}\n", "log.level"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
