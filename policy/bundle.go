@@ -103,7 +103,7 @@ func (b *bundleSource) update(ctx context.Context, u download.Update) error {
 	defer l.mu.Unlock()
 	if u.Error != nil {
 		err := fmt.Errorf("bundle %s refused: %w", b.url, u.Error)
-		l.refuse(err, "", "bundle")
+		l.refuse(ctx, err, "", "bundle")
 		return err
 	}
 	if u.Bundle == nil { // 304 Not Modified
@@ -116,10 +116,10 @@ func (b *bundleSource) update(ctx context.Context, u download.Update) error {
 	p, err := FromBundle(ctx, u.Bundle, l.query)
 	if err != nil {
 		err = fmt.Errorf("bundle %s (revision %q) refused: %w", b.url, revision, err)
-		l.refuse(err, revision, "bundle")
+		l.refuse(ctx, err, revision, "bundle")
 		return err
 	}
-	l.install(p, revision, []string{b.url}, "bundle")
+	l.install(ctx, p, revision, []string{b.url}, "bundle")
 	return nil
 }
 

@@ -148,10 +148,10 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 		f.digest = before
 		revision := "sha256:" + before[:min(16, len(before))]
 		if err != nil {
-			l.refuse(err, revision, trigger)
+			l.refuse(ctx, err, revision, trigger)
 			return err
 		}
-		l.install(p, revision, files, trigger)
+		l.install(ctx, p, revision, files, trigger)
 		return nil
 	}
 	l.log.Warn("policy files kept changing during the load; retrying at the next change or rescan", "trigger", trigger)

@@ -150,7 +150,7 @@ func (l *Live) Notify(f func(Status)) {
 }
 
 // install swaps p in as the next generation. The caller holds l.mu.
-func (l *Live) install(p *Policy, revision string, sources []string, trigger string) Status {
+func (l *Live) install(ctx context.Context, p *Policy, revision string, sources []string, trigger string) Status {
 	prev := l.status.Load()
 	now := time.Now()
 	s := Status{
@@ -164,29 +164,47 @@ func (l *Live) install(p *Policy, revision string, sources []string, trigger str
 	}
 	l.current.Store(p)
 	l.status.Store(&s)
-	l.log.Info("policy loaded", "generation", s.Generation, "revision", revision, "files", p.files, "trigger", trigger)
+	l.log.InfoContext(ctx, "policy loaded", "generation", s.Generation, "revision", revision, "files", p.files, "trigger", trigger)
 	l.notify(s)
 	return s
 }
 
-// refuse records a failed load attempt; the current generation keeps serving. The caller holds l.mu.
-func (l *Live) refuse(err error, revision, trigger string) Status {
-	s := *l.status.Load()
+// refuse records a failed load attempt; the current generation keeps serving. Each problem is logged with
+// its file and line; an attempt failing exactly as the previous one is logged at debug level only (a bundle
+// server down, polled again and again). The caller holds l.mu.
+func (l *Live) refuse(ctx context.Context, err error, revision, trigger string) Status {
+	prev := l.status.Load()
+	s := *prev
 	s.Error = err.Error()
 	s.Problems = Problems(err)
 	s.LastAttempt = time.Now()
 	s.Failures++
 	l.status.Store(&s)
-	if len(s.Problems) == 0 {
-		s.Problems = []Problem{{Message: s.Error}}
+	level := slog.LevelError
+	if prev.Error == s.Error {
+		level = slog.LevelDebug
 	}
 	msg := "policy load failed; keeping the last good generation"
 	if s.Generation == 0 {
 		msg = "policy load failed; no generation to serve"
 	}
-	for _, p := range s.Problems {
-		l.log.Error(msg, "file", p.File, "line", p.Line, "message", p.Message,
-			"revision", revision, "generation", s.Generation, "trigger", trigger)
+	problems := s.Problems
+	if len(problems) == 0 {
+		problems = []Problem{{Message: s.Error}}
+	}
+	for _, p := range problems {
+		attrs := make([]slog.Attr, 0, 6)
+		if p.File != "" {
+			attrs = append(attrs, slog.String("file", p.File))
+		}
+		if p.Line > 0 {
+			attrs = append(attrs, slog.Int("line", p.Line))
+		}
+		attrs = append(attrs, slog.String("message", p.Message), slog.Uint64("generation", s.Generation), slog.String("trigger", trigger))
+		if revision != "" {
+			attrs = append(attrs, slog.String("revision", revision))
+		}
+		l.log.LogAttrs(ctx, level, msg, attrs...)
 	}
 	l.notify(s)
 	return s

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/policy"
 )
 
 // routes is the HTTP listener's handler: Protected Resource Metadata, liveness and readiness.
@@ -16,11 +17,14 @@ func (s *Service) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// policy: the generation serving and the last load error, if any (a last good generation serving
+		// with a newer one refused is still ready).
+		ps := s.policy.Status()
 		if err := s.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, readiness{Status: "not ready", Reason: err.Error(), Policy: ps})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, http.StatusOK, readiness{Status: "ready", Policy: ps})
 	})
 	return mux
 }
@@ -36,6 +40,13 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Access-Control-Allow-Origin", "*") // browser-based MCP clients fetch it cross-origin
 	w.Write(doc)
+}
+
+// readiness is the /readyz document.
+type readiness struct {
+	Status string        `json:"status"`
+	Reason string        `json:"reason,omitempty"`
+	Policy policy.Status `json:"policy"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

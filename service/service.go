@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -28,6 +29,7 @@ type Service struct {
 	cfg        config.Config
 	log        *slog.Logger
 	keys       []*authz.KeySet
+	policy     *policy.Live
 	authorizer *authz.Authorizer
 	grpc       *grpc.Server
 	health     *health.Server
@@ -35,7 +37,7 @@ type Service struct {
 }
 
 // New builds the service from a validated configuration: it compiles the policies (an error names the
-// file and line) but fetches no keys yet.
+// file and line; with a bundle, the first one is downloaded once Run starts) but fetches no keys yet.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	keys := map[string]*authz.KeySet{}
@@ -49,11 +51,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(ctx, cfg.Policy.Paths, cfg.Policy.Query)
+	s.policy, err = policy.NewLive(ctx, cfg.Policy, policy.LiveOptions{Log: log})
 	if err != nil {
 		return nil, err
 	}
-	s.authorizer, err = authz.New(cfg, verifier, pol, log)
+	s.authorizer, err = authz.New(cfg, verifier, s.policy, log)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +79,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 // Authorizer returns the service's authorizer.
 func (s *Service) Authorizer() *authz.Authorizer { return s.authorizer }
 
+// Policy returns the live policy: its Status (generation, revision, last load error) and Notify, for
+// readiness and metrics.
+func (s *Service) Policy() *policy.Live { return s.policy }
+
 // Run listens on the configured addresses and serves until ctx ends, then drains in-flight requests.
 func (s *Service) Run(ctx context.Context) error {
 	var lc net.ListenConfig
@@ -99,6 +105,13 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	for _, ks := range s.keys {
 		go ks.Run(ctx)
 	}
+	var policyDone sync.WaitGroup
+	defer policyDone.Wait()
+	policyDone.Go(func() {
+		if err := s.policy.Run(ctx); err != nil {
+			s.log.Error("policy watch stopped", "error", err.Error())
+		}
+	})
 	go s.watchReadiness(ctx)
 	s.log.Info("mcp-authz serving", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String(), "resources", len(s.cfg.Resources), "issuers", len(s.cfg.Issuers))
 	errc := make(chan error, 2)
@@ -152,5 +165,5 @@ func (s *Service) watchReadiness(ctx context.Context) {
 	}
 }
 
-// Ready reports why the service cannot decide yet, or nil.
-func (s *Service) Ready() error { return s.authorizer.Ready() }
+// Ready reports why the service cannot decide yet (keys not loaded, no policy generation), or nil.
+func (s *Service) Ready() error { return errors.Join(s.authorizer.Ready(), s.policy.Ready()) }
