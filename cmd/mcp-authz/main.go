@@ -1,6 +1,7 @@
 // Command mcp-authz is an Envoy external-authorization service that puts OAuth in front of MCP servers.
 //
 //	mcp-authz serve --config config.yaml
+//	mcp-authz policy test|check|eval …   (policy tooling; see `mcp-authz policy help`)
 package main
 
 import (
@@ -21,6 +22,7 @@ const usage = `usage: mcp-authz <command> [flags]
 
 commands:
   serve   --config FILE   run the ext_authz gRPC and metadata HTTP listeners
+  policy  test|check|eval test, compile or evaluate Rego policies (mcp-authz policy help)
 `
 
 func main() {
@@ -35,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "policy":
+		return policyCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
