@@ -100,13 +100,13 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Serve serves on the given listeners until ctx ends.
 func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
+	var policyDone sync.WaitGroup
+	defer policyDone.Wait() // after cancel below: the policy watch has stopped when Serve returns
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, ks := range s.keys {
 		go ks.Run(ctx)
 	}
-	var policyDone sync.WaitGroup
-	defer policyDone.Wait()
 	policyDone.Go(func() {
 		if err := s.policy.Run(ctx); err != nil {
 			s.log.Error("policy watch stopped", "error", err.Error())

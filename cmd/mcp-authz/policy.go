@@ -201,7 +201,14 @@ func policyEval(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		denialsQuery := query[:i] + ".denials"
 		if d, err := p.Explain(ctx, input, denialsQuery, false); err == nil && d.Defined {
 			fmt.Fprintf(stdout, "denials (%s):\n", denialsQuery)
-			writeIndented(stdout, d.Value)
+			list, ok := d.Value.([]any)
+			if !ok {
+				list = []any{d.Value}
+			}
+			for _, v := range list {
+				b, _ := json.Marshal(v)
+				fmt.Fprintf(stdout, "  %s\n", b)
+			}
 		}
 	}
 	if explain != "" {
