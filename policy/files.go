@@ -136,11 +136,14 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for range 3 {
-		before, files, err := digest(f.paths)
+		before, files, _ := digest(f.paths) // an unreadable path has a digest of its own; Load reports it
 		if before == f.digest {
 			return nil
 		}
 		p, err := Load(ctx, f.paths, l.query)
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: not a policy error
+		}
 		after, _, _ := digest(f.paths)
 		if after != before {
 			continue
