@@ -17,8 +17,8 @@ import (
 // downloaded): callers deny.
 var ErrNoPolicy = errors.New("no policy generation loaded yet")
 
-// Status describes the generation a Live serves and its last load attempt. It is a copy: reading it never
-// races with a reload.
+// Status describes the generation a Live serves and its last load attempt. It is a snapshot: reading it
+// never races with a reload (its slices are shared between snapshots: do not modify them).
 type Status struct {
 	// Generation numbers the loaded generations from 1; 0 means none is loaded yet.
 	Generation uint64 `json:"generation"`

@@ -74,8 +74,13 @@ func replaceFile(t *testing.T, path, body string) {
 // events can trigger a reload.
 func startLive(t *testing.T, paths []string, log *slog.Logger) *policy.Live {
 	t.Helper()
+	return startLiveRescan(t, paths, log, time.Hour)
+}
+
+func startLiveRescan(t *testing.T, paths []string, log *slog.Logger, rescan time.Duration) *policy.Live {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	live, err := policy.NewLive(ctx, config.Policy{Paths: paths}, policy.LiveOptions{Log: log, Debounce: 20 * time.Millisecond, Rescan: time.Hour})
+	live, err := policy.NewLive(ctx, config.Policy{Paths: paths}, policy.LiveOptions{Log: log, Debounce: 20 * time.Millisecond, Rescan: rescan})
 	if err != nil {
 		cancel()
 		t.Fatalf("NewLive: %v", err)
@@ -293,6 +298,35 @@ func TestLiveWatchesConfiguredFiles(t *testing.T) {
 	live := startLive(t, []string{file}, log)
 	replaceFile(t, file, regoReturning(false, "v2"))
 	eventually(t, "the renamed file to serve", reasonIs(live, "v2"))
+}
+
+// TestLiveRescanCatchesMissedChanges configures a symlink to a folder and points it elsewhere: the watch
+// follows the old folder, which never changes, so no file event comes; the periodic rescan loads the new
+// target.
+func TestLiveRescanCatchesMissedChanges(t *testing.T) {
+	root := t.TempDir()
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.Mkdir(filepath.Join(root, v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(root, v, "authz.rego"), regoReturning(true, v))
+	}
+	link := filepath.Join(root, "current")
+	if err := os.Symlink("v1", link); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := newLogger(t)
+	live := startLiveRescan(t, []string{link}, log, 50*time.Millisecond)
+	if !reasonIs(live, "v1")() {
+		t.Fatal("v1 does not decide")
+	}
+	if err := os.Symlink("v2", link+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rescan to load the new target", reasonIs(live, "v2"))
 }
 
 // TestNewLiveFailsOnBrokenPolicy keeps start-up failing closed: no generation, an error naming file and line.
