@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/mcp-authz/mcp-authz/config"
-	"sigs.k8s.io/yaml"
 )
 
 // composeFile models the part of the Compose specification that deploy/docker-compose.yaml uses. It is decoded
@@ -83,7 +82,7 @@ func interpolate(s string, env map[string]string) string {
 
 func parseCompose(b []byte, env map[string]string) (composeFile, error) {
 	var c composeFile
-	err := yaml.UnmarshalStrict([]byte(interpolate(string(b), env)), &c)
+	err := decodeStrict([]byte(interpolate(string(b), env)), &c)
 	return c, err
 }
 

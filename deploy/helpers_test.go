@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -134,6 +135,21 @@ func mutate(t *testing.T, src, old, new string) string {
 // errorsContain reports whether err's text contains want (case-sensitive), for negative cases.
 func errorsContain(err error, want string) bool {
 	return err != nil && strings.Contains(err.Error(), want)
+}
+
+// decodeStrict decodes YAML into v as the Kubernetes API server does in strict mode: duplicate keys, unknown
+// fields and field names in the wrong case are errors. (sigs.k8s.io/yaml.UnmarshalStrict alone goes through
+// encoding/json, which matches field names case-insensitively: readOnlyRootFileSystem would pass.)
+func decodeStrict(b []byte, v any) error {
+	j, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		return err
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(j, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strictErrs...)
 }
 
 func joinErrs(errs []error) error { return errors.Join(errs...) }
