@@ -114,26 +114,30 @@ func loadKustomizeTree(t *testing.T) kustomizeTree {
 	return tree
 }
 
-// render runs kustomize (krusty, default options: the root-only load restrictor of kubectl apply -k) on the
-// tree's root kustomization, in memory, and decodes the result strictly.
-func (tree kustomizeTree) render() (kubeObjects, error) {
-	var objs kubeObjects
+// renderYAML runs kustomize (krusty, default options: the root-only load restrictor of kubectl apply -k) on the
+// tree's root kustomization, in memory.
+func (tree kustomizeTree) renderYAML() ([]byte, error) {
 	mem := filesys.MakeFsInMemory()
 	for p, c := range tree {
 		if err := mem.WriteFile("/work/deploy/"+p, []byte(c)); err != nil {
-			return objs, err
+			return nil, err
 		}
 	}
 	// Something outside the root, which the load restrictor must refuse to read.
 	if err := mem.WriteFile("/work/outside.yaml", []byte("a: b\n")); err != nil {
-		return objs, err
+		return nil, err
 	}
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(mem, "/work/deploy")
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/work/deploy")
 	if err != nil {
-		return objs, err
+		return nil, err
 	}
-	out, err := rm.AsYaml()
+	return rm.AsYaml()
+}
+
+// render renders the tree and decodes the result strictly.
+func (tree kustomizeTree) render() (kubeObjects, error) {
+	var objs kubeObjects
+	out, err := tree.renderYAML()
 	if err != nil {
 		return objs, err
 	}
