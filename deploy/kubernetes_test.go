@@ -116,8 +116,16 @@ func loadKustomizeTree(t *testing.T) kustomizeTree {
 
 // renderYAML runs kustomize (krusty, default options: the root-only load restrictor of kubectl apply -k) on the
 // tree's root kustomization, in memory.
-func (tree kustomizeTree) renderYAML() ([]byte, error) {
+func (tree kustomizeTree) renderYAML() ([]byte, error) { return tree.renderYAMLAt(nil, "/work/deploy") }
+
+// renderYAMLAt also writes extra files (paths under /work) and renders the kustomization at root.
+func (tree kustomizeTree) renderYAMLAt(extra map[string]string, root string) ([]byte, error) {
 	mem := filesys.MakeFsInMemory()
+	for p, c := range extra {
+		if err := mem.WriteFile("/work/"+p, []byte(c)); err != nil {
+			return nil, err
+		}
+	}
 	for p, c := range tree {
 		if err := mem.WriteFile("/work/deploy/"+p, []byte(c)); err != nil {
 			return nil, err
@@ -127,7 +135,7 @@ func (tree kustomizeTree) renderYAML() ([]byte, error) {
 	if err := mem.WriteFile("/work/outside.yaml", []byte("a: b\n")); err != nil {
 		return nil, err
 	}
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/work/deploy")
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, root)
 	if err != nil {
 		return nil, err
 	}
@@ -432,5 +440,39 @@ func TestKustomizeBase(t *testing.T) {
 				t.Fatalf("want an error containing %q, got %v", n.want, err)
 			}
 		})
+	}
+}
+
+// TestKustomizeOverlay renders the overlay deploy/README.md documents (new image tag, replaced configuration)
+// on top of the base, as a user's folder next to it.
+func TestKustomizeOverlay(t *testing.T) {
+	tree := loadKustomizeTree(t)
+	cfg := strings.ReplaceAll(tree["kubernetes/mcp-authz.yaml"], "mcp.example.com", "tools.example.org")
+	overlay := map[string]string{
+		"my-overlay/kustomization.yaml": `resources: [../deploy]
+images: [{name: ghcr.io/mcp-authz/mcp-authz, newTag: v1.2.3}]
+configMapGenerator:
+  - name: mcp-authz-config
+    behavior: replace
+    files: [config.yaml]
+`,
+		"my-overlay/config.yaml": cfg,
+	}
+	out, err := tree.renderYAMLAt(overlay, "/work/my-overlay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs kubeObjects
+	if err := decodeKube(out, &objs); err != nil {
+		t.Fatal(err)
+	}
+	if errs := checkKube(t, objs); len(errs) > 0 {
+		t.Fatal(joinErrs(errs))
+	}
+	if img := objs.deployments[0].Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/mcp-authz/mcp-authz:v1.2.3" {
+		t.Errorf("image %s, want the overlay's tag", img)
+	}
+	if !slices.ContainsFunc(objs.configMaps, func(cm *corev1.ConfigMap) bool { return cm.Data["config.yaml"] == cfg }) {
+		t.Errorf("the overlay's configuration did not replace the base's")
 	}
 }
