@@ -333,7 +333,9 @@ func checkEnvoy(bs *bootstrapv3.Bootstrap, cfg config.Config, mode string) []err
 					bad("ext_authz: allowed_client_headers does not return %s", ch)
 				}
 			}
-			for _, l := range []*matcherv3.ListStringMatcher{authz.GetAllowedHeaders(), hs.GetAuthorizationRequest().GetAllowedHeaders()} {
+			//lint:ignore SA1019 the deprecated per-request list must not forward trusted headers either
+			deprecated := hs.GetAuthorizationRequest().GetAllowedHeaders()
+			for _, l := range []*matcherv3.ListStringMatcher{authz.GetAllowedHeaders(), deprecated} {
 				for _, h := range append([]string{"x-original-uri", "x-original-method", "x-forwarded-host"}, ids...) {
 					if matchesHeader(l, h) {
 						bad("ext_authz: allowed_headers forwards the client's %s, which mcp-authz would trust", h)
