@@ -3,7 +3,7 @@ export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: run test test-unit lint build tools clean
+.PHONY: run test test-unit test-deploy lint build tools clean
 
 ## build: the mcp-authz binary and the development IdP, once per run
 build:
@@ -14,18 +14,23 @@ build:
 run: build
 	deploy/local/run.sh
 
-## test: every test, with the race detector
-test: test-unit
+## test: every test: the product's (race detector on) and the deploy checks (their own module)
+test: test-unit test-deploy
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
 
 ## lint: gofmt, go vet and staticcheck (built from the tools module)
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	test/tools/build.sh staticcheck
 	$(BIN)/staticcheck ./...
+	cd deploy && $(BIN)/staticcheck ./...
 
 ## tools: the heavy test tools (Hydra, Jaeger, ghz, benchstat, staticcheck), built once into bin/
 tools:

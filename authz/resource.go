@@ -92,7 +92,8 @@ func newResources(cfgs []config.Resource) (*resources, error) {
 }
 
 // forRequest finds the resource a request targets: the one the route names, else the one whose host and
-// longest path prefix match.
+// longest path prefix match. The host is compared with its port first, then without it (nginx's $host
+// carries no port).
 func (rs *resources) forRequest(req *Request) (*resource, error) {
 	if req.Resource != "" {
 		if r, ok := rs.byName[req.Resource]; ok {
@@ -101,16 +102,32 @@ func (rs *resources) forRequest(req *Request) (*resource, error) {
 		return nil, fmt.Errorf("route names unknown resource %q", req.Resource)
 	}
 	host := canonicalHost(req.Host, req.Scheme)
+	if best := rs.longestMatch(req.Path, func(r *resource) bool { return r.host == host }); best != nil {
+		return best, nil
+	}
+	name := hostname(host)
+	if best := rs.longestMatch(req.Path, func(r *resource) bool { return hostname(r.host) == name }); best != nil {
+		return best, nil
+	}
+	return nil, fmt.Errorf("no configured resource matches host %q and path %q", quotable(req.Host), quotable(pathOnly(req.Path)))
+}
+
+func (rs *resources) longestMatch(path string, hostMatches func(*resource) bool) *resource {
 	var best *resource
 	for _, r := range rs.list {
-		if r.host == host && r.covers(req.Path) && (best == nil || len(r.path) > len(best.path)) {
+		if hostMatches(r) && r.covers(path) && (best == nil || len(r.path) > len(best.path)) {
 			best = r
 		}
 	}
-	if best == nil {
-		return nil, fmt.Errorf("no configured resource matches host %q and path %q", quotable(req.Host), quotable(pathOnly(req.Path)))
+	return best
+}
+
+// hostname drops the port of host[:port].
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
 	}
-	return best, nil
+	return host
 }
 
 func pathOnly(p string) string {

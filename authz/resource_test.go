@@ -35,6 +35,8 @@ func TestResourceForRequest(t *testing.T) {
 		{host: "evil.example.com", path: "/mcp", scheme: "https"},
 		{host: "other.example.com:8443", path: "/anything", scheme: "https", want: "https://other.example.com:8443/"},
 		{host: "local", path: "/x", scheme: "http", want: "http://local:80/x/"},
+		{host: "other.example.com", path: "/anything", scheme: "https", want: "https://other.example.com:8443/"},
+		{host: "mcp.example.com:8443", path: "/mcp", scheme: "https", want: "https://mcp.example.com/mcp"},
 		{host: "evil.example.com", path: "/", named: "https://mcp.example.com/mcp", want: "https://mcp.example.com/mcp"},
 		{host: "mcp.example.com", path: "/mcp", named: "unknown"},
 	}

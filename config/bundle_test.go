@@ -49,7 +49,7 @@ func TestParseBundleErrorsNameTheField(t *testing.T) {
 		{"resource is a URL", `{bundle: {url: "https://b", resource: "https://c/x.tar.gz"}}`, "policy.bundle.resource"},
 		{"sub-second polling", `{bundle: {url: "https://b", polling: {min_delay: 10ms}}}`, "policy.bundle.polling.min_delay"},
 		{"max below min", `{bundle: {url: "https://b", polling: {min_delay: 60s, max_delay: 10s}}}`, "policy.bundle.polling.max_delay"},
-		{"unknown polling field", `{bundle: {url: "https://b", polling: {min_delay_seconds: 1}}}`, `unknown field "min_delay_seconds"`},
+		{"unknown polling field", `{bundle: {url: "https://b", polling: {min_delay_seconds: 1}}}`, `unknown field "policy.bundle.polling.min_delay_seconds"`},
 		{"no key file", `{bundle: {url: "https://b", signing: {key_id: k}}}`, "policy.bundle.signing.public_key_file: required"},
 		{"missing key file", `{bundle: {url: "https://b", signing: {public_key_file: /nonexistent/key.pem}}}`, "policy.bundle.signing.public_key_file"},
 		{"HS256", `{bundle: {url: "https://b", signing: {public_key_file: ` + key + `, algorithm: HS256}}}`, "policy.bundle.signing.algorithm"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -183,9 +184,19 @@ func Load(path string) (Config, error) {
 
 // Parse decodes a YAML document strictly (unknown fields are errors), applies defaults and validates it.
 func Parse(b []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+	j, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
 		return Config{}, fmt.Errorf("parse config: %w", err)
+	}
+	var c Config
+	// Field names are matched exactly (encoding/json alone would accept "Listen" for "listen"); unknown and
+	// duplicate fields are errors.
+	strictErrs, err := kjson.UnmarshalStrict(j, &c)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse config: %w", err)
+	}
+	if len(strictErrs) > 0 {
+		return Config{}, fmt.Errorf("parse config: %w", errors.Join(strictErrs...))
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {

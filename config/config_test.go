@@ -44,7 +44,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"none", strings.Replace(base, `configuration"}`, `configuration", algorithms: [none]}`, 1), "issuers[0].algorithms[0]"},
 		{"bad duration", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: soon}`, 1), "invalid duration"},
 		{"tiny refresh", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: 1ms}`, 1), "issuers[0].refresh_interval"},
-		{"unknown field", base + "listen: {grcp: x}\n", `unknown field "grcp"`},
+		{"unknown field", base + "listen: {grcp: x}\n", `unknown field "listen.grcp"`},
+		{"field names are case-sensitive", base + "Listen: {grpc: x}\n", `unknown field "Listen"`},
+		{"duplicate field", base + "leeway: 1s\nleeway: 2s\n", `key "leeway" already set`},
 		{"leeway too large", base + "leeway: 1h\n", "leeway"},
 		{"log level", base + "log: {level: loud}\n", "log.level"},
 	}

@@ -89,12 +89,10 @@ func Request(req *authv3.CheckRequest) *authz.Request {
 func Response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
-		if md := metadata(d); md != nil {
-			ok.DynamicMetadata = md
-		}
 		return &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			Status:          &rpcstatus.Status{Code: int32(code.Code_OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: metadata(d),
 		}
 	}
 	denied := &authv3.DeniedHttpResponse{

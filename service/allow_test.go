@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/service"
@@ -117,8 +116,8 @@ func assertAllowed(t *testing.T, resp *authv3.CheckResponse, want allowed) {
 	}
 	got := map[string]string{}
 	for _, h := range ok.GetHeaders() {
-		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() != nil {
-			t.Errorf("header %s: append_action %v, append %v", h.GetHeader().GetKey(), h.GetAppendAction(), h.GetAppend())
+		if !overwrites(h) {
+			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD and no append", h.GetHeader().GetKey(), h.GetAppendAction())
 		}
 		got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
@@ -141,7 +140,7 @@ func assertAllowed(t *testing.T, resp *authv3.CheckResponse, want allowed) {
 			t.Errorf("%s is both set and removed", name)
 		}
 	}
-	md := ok.GetDynamicMetadata().AsMap()
+	md := resp.GetDynamicMetadata().AsMap()
 	if md["sub"] != want.headers["x-mcp-subject"] {
 		t.Errorf("dynamic metadata sub = %v", md["sub"])
 	}
@@ -274,7 +273,7 @@ func TestStartupErrors(t *testing.T) {
 	}{
 		{name: "rego syntax error", rego: "package mcp.authz\n\ndecision := {\"allow\": true\n", want: "broken.rego:4"},
 		{name: "rego type error", rego: "package mcp.authz\nimport rego.v1\n\nx := 1 + \"a\"\n", want: "broken.rego:4"},
-		{name: "unknown config field", config: "resources: [{url: https://a/mcp, urll: x}]", want: `unknown field "urll"`},
+		{name: "unknown config field", config: "resources: [{url: https://a/mcp, urll: x}]", want: `unknown field "resources[0].urll"`},
 		{name: "resource without url", config: "resources: [{name: x}]", want: "resources[0].url"},
 		{name: "symmetric algorithm", config: "resources: [{url: https://a/mcp}]\nissuers: [{discovery_url: https://i/.well-known/openid-configuration, algorithms: [HS256]}]\npolicy: {paths: [/]}", want: "issuers[0].algorithms[0]"},
 		{name: "missing policy path", config: "resources: [{url: https://a/mcp}]\nissuers: [{discovery_url: https://i/.well-known/openid-configuration}]\npolicy: {paths: [/nonexistent]}", want: "policy.paths[0]"},

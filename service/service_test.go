@@ -328,8 +328,8 @@ func assertDenied(t *testing.T, resp *authv3.CheckResponse, want denial) {
 	}
 	headers := map[string]string{}
 	for _, h := range denied.GetHeaders() {
-		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() != nil {
-			t.Errorf("header %s: append_action %v, append %v", h.GetHeader().GetKey(), h.GetAppendAction(), h.GetAppend())
+		if !overwrites(h) {
+			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD and no append", h.GetHeader().GetKey(), h.GetAppendAction())
 		}
 		headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
@@ -395,3 +395,10 @@ func parseChallenge(t *testing.T, h string) map[string]string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// overwrites reports whether a header option is set the way Envoy should apply it: OVERWRITE_IF_EXISTS_OR_ADD,
+// with the deprecated `append` left unset so old and new Envoy agree.
+func overwrites(h *corev3.HeaderValueOption) bool {
+	//lint:ignore SA1019 the test asserts that the deprecated field stays unset
+	return h.GetAppendAction() == corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD && h.GetAppend() == nil
+}
