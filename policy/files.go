@@ -136,7 +136,7 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for range 3 {
-		before, files, _ := digest(f.paths) // an unreadable path has a digest of its own; Load reports it
+		before, files := digest(f.paths) // an unreadable path has a digest of its own; Load reports it
 		if before == f.digest {
 			return nil
 		}
@@ -144,7 +144,7 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 		if ctx.Err() != nil {
 			return ctx.Err() // shutting down: not a policy error
 		}
-		after, _, _ := digest(f.paths)
+		after, _ := digest(f.paths)
 		if after != before {
 			continue
 		}
@@ -164,7 +164,7 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 // digest hashes the names and contents of the files Load reads under paths (following symlinks, skipping
 // tests and hidden entries as Load does) and lists them. A path that cannot be read makes a digest of the
 // error, so that the failure is loaded (and reported) once.
-func digest(paths []string) (string, []string, error) {
+func digest(paths []string) (string, []string) {
 	h := sha256.New()
 	var files []string
 	for _, root := range paths {
@@ -186,10 +186,10 @@ func digest(paths []string) (string, []string, error) {
 		})
 		if err != nil {
 			sum := sha256.Sum256([]byte(err.Error()))
-			return hex.EncodeToString(sum[:]), files, err
+			return hex.EncodeToString(sum[:]), files
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), files, nil
+	return hex.EncodeToString(h.Sum(nil)), files
 }
 
 // policyFile reports whether Load reads a file found inside a folder.
