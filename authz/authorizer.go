@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -100,6 +101,11 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	}
 	pd, err := a.policy.Evaluate(ctx, a.input(req, res, ident, msg))
 	if err != nil {
+		if errors.Is(err, policy.ErrNoPolicy) { // a bundle not yet downloaded: mcp-authz cannot decide yet
+			d := deny(errUnavailable("no policy loaded yet"), "Service Unavailable: no policy loaded yet")
+			d.Identity = ident
+			return d
+		}
 		d := deny(&Error{Status: http.StatusForbidden, Description: "policy evaluation failed"}, "Forbidden: policy evaluation failed")
 		d.Reason = fmt.Sprintf("policy error: %v", err)
 		d.Identity = ident

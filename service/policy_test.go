@@ -172,8 +172,8 @@ policy: {bundle: {url: %s, polling: {min_delay: 1s, max_delay: 1s}}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetOkResponse() != nil {
-		t.Fatal("allowed before any policy bundle was activated")
+	if er := resp.GetErrorResponse(); er == nil || er.GetStatus().GetCode() != http.StatusServiceUnavailable || !strings.Contains(er.GetBody(), "no policy loaded yet") {
+		t.Fatalf("before any policy bundle was activated: want a 503 error response, got %v", resp)
 	}
 	if status, doc := readyz(t, inst); status != http.StatusServiceUnavailable || !strings.Contains(doc.Reason, "no policy generation") {
 		t.Fatalf("/readyz before the bundle = %d %+v", status, doc)
