@@ -88,7 +88,7 @@ type instance struct {
 }
 
 // startService runs mcp-authz in process on 127.0.0.1 listeners with the given configuration.
-func startService(t *testing.T, yaml string, waitReady bool) *instance {
+func startService(t *testing.T, yaml string, waitReady bool, opts ...service.Option) *instance {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -96,7 +96,7 @@ func startService(t *testing.T, yaml string, waitReady bool) *instance {
 	}
 	log := slog.New(slog.NewJSONHandler(testWriter{t}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
+	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("service.New: %v", err)
@@ -130,7 +130,10 @@ func startService(t *testing.T, yaml string, waitReady bool) *instance {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // checkRequest is a CheckRequest shaped as Envoy's ext_authz filter sends it (with_request_body,
 // pack_as_bytes, per-route context extension).
@@ -389,6 +392,5 @@ func parseChallenge(t *testing.T, h string) map[string]string {
 	}
 	return out
 }
-
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
