@@ -275,7 +275,7 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 		}
 	}
 	path, _, _ := strings.Cut(req.Path, "?")
-	attrs = append(attrs, slog.String("request_id", redactTokens(req.Headers["x-request-id"])),
+	attrs = append(attrs, slog.String("request_id", requestID(req)),
 		slog.String("http_method", req.Method), slog.String("host", req.Host), slog.String("path", path),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
 	if d.Allow && a.allowRate < 1 {

@@ -173,8 +173,8 @@ func (t *Telemetry) endCheck(ctx context.Context, span trace.Span, req *Request,
 	if d.Resource != "" {
 		attrs = append(attrs, attrResource.String(d.Resource))
 	}
-	if id := req.Headers["x-request-id"]; id != "" {
-		attrs = append(attrs, attrRequestID.String(redactTokens(id)))
+	if id := requestID(req); id != "" {
+		attrs = append(attrs, attrRequestID.String(id))
 	}
 	attrs = t.identityAttrs(attrs, d.Identity)
 	if m := d.MCP; m != nil {
@@ -324,6 +324,18 @@ func endFetch(span trace.Span, err error, keys int) {
 		span.SetAttributes(attrKeys.Int(keys))
 	}
 	span.End()
+}
+
+// maxRequestIDBytes bounds the client-controlled `x-request-id` recorded in logs and spans.
+const maxRequestIDBytes = 128
+
+// requestID is the request's `x-request-id`, cut to maxRequestIDBytes and scrubbed of tokens.
+func requestID(req *Request) string {
+	id := req.Headers["x-request-id"]
+	if len(id) > maxRequestIDBytes {
+		id = id[:maxRequestIDBytes]
+	}
+	return redactTokens(id)
 }
 
 // redactTokens replaces anything shaped like a compact JWS/JWE (three or more dot-separated base64url
