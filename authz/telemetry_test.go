@@ -267,6 +267,8 @@ func TestDecisionLog(t *testing.T) {
 			return map[string]string{"authorization": "Bearer " + h.token(t, nil)}
 		}, "/mcp", callTool("admin_reset"),
 			map[string]any{"decision": "deny", "status": 403.0, "reason_code": "insufficient_scope", "sub": "alice", "tool": "admin_reset"}},
+		{"long request id is cut", false, func(*harness) map[string]string { return map[string]string{"x-request-id": strings.Repeat("r", 300)} }, "/mcp", listTools,
+			map[string]any{"decision": "deny", "request_id": strings.Repeat("r", 128)}},
 		{"origin not allowed", false, func(h *harness) map[string]string { return map[string]string{"origin": "https://evil.example.com"} }, "/mcp", listTools,
 			map[string]any{"decision": "deny", "reason_code": "origin_not_allowed"}},
 	}
