@@ -3,7 +3,7 @@ export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: run test test-unit test-deploy lint build tools clean
+.PHONY: run test test-tools test-unit test-deploy lint build tools clean
 
 ## build: the mcp-authz binary and the development IdP, once per run
 build:
@@ -14,11 +14,15 @@ build:
 run: build
 	deploy/local/run.sh
 
-## test: every test: the product's (race detector on) and the deploy checks (their own module)
-test: test-unit test-deploy
+## test: every test: the product's (race detector on, against the real tools) and the deploy checks
+test: test-tools test-unit test-deploy
+
+## test-tools: the real components the tests drive, built once into bin/ and reused
+test-tools:
+	test/tools/build.sh jaeger
 
 test-unit:
-	$(GO) test -race -count=1 ./...
+	MCP_AUTHZ_JAEGER=$(BIN)/jaeger $(GO) test -race -count=1 ./...
 
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/policy"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Policy evaluates an input document into a decision; a *policy.Policy is one, and so is anything that
@@ -30,16 +33,24 @@ type Authorizer struct {
 	identity  []string // identity header names, removed when the client sent them and we do not set them
 	maxBody   int
 	log       *slog.Logger
+	allowRate float64    // fraction of allows logged
+	tel       *Telemetry // nil: no spans, no metrics
 }
 
+// Option changes an Authorizer built by New.
+type Option func(*Authorizer)
+
+// WithTelemetry reports spans and metrics to t.
+func WithTelemetry(t *Telemetry) Option { return func(a *Authorizer) { a.tel = t } }
+
 // New returns an Authorizer for the configured resources, verifying tokens with v and deciding with p.
-func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger) (*Authorizer, error) {
+func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger, opts ...Option) (*Authorizer, error) {
 	rs, err := newResources(cfg.Resources)
 	if err != nil {
 		return nil, err
 	}
 	h := cfg.IdentityHeaders
-	return &Authorizer{
+	a := &Authorizer{
 		resources: rs,
 		verifier:  v,
 		policy:    p,
@@ -47,13 +58,23 @@ func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger) (*Authorize
 		identity:  []string{h.Subject, h.ClientID, h.Scopes, h.Issuer, h.Email},
 		maxBody:   cfg.MaxBodyBytes,
 		log:       log,
-	}, nil
+		allowRate: cfg.Log.AllowRate(),
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
 }
 
-// Check decides one request and logs the decision.
+// Check decides one request, records it (span, metrics) and logs the decision. The span continues the
+// trace in ctx, or else the one in the request's `traceparent` / `b3` / `x-b3-*` headers.
 func (a *Authorizer) Check(ctx context.Context, req *Request) *Decision {
+	start := time.Now()
+	ctx, span := a.tel.startCheck(ctx, req)
 	d := a.decide(ctx, req)
-	a.logDecision(ctx, d)
+	elapsed := time.Since(start)
+	a.logDecision(ctx, req, d, elapsed)
+	a.tel.endCheck(ctx, span, req, d, elapsed)
 	return d
 }
 
@@ -87,7 +108,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		d.Reason = "missing bearer token"
 		return d
 	}
-	ident, e := a.verifier.Verify(ctx, raw, res.cfg.URL)
+	ident, e := a.verify(ctx, raw, res.cfg.URL)
 	if e != nil {
 		if e.Unavailable {
 			return deny(e, "Service Unavailable: "+e.Description)
@@ -99,7 +120,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		d.Identity = ident
 		return d
 	}
-	pd, err := a.policy.Evaluate(ctx, a.input(req, res, ident, msg))
+	pd, err := a.evaluate(ctx, a.input(req, res, ident, msg))
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) { // a bundle not yet downloaded: mcp-authz cannot decide yet
 			d := deny(errUnavailable("no policy loaded yet"), "Service Unavailable: no policy loaded yet")
@@ -238,20 +259,25 @@ func (a *Authorizer) input(req *Request, res *resource, id *Identity, msg *Messa
 // Ready reports why the Authorizer cannot decide yet (keys not loaded), or nil.
 func (a *Authorizer) Ready() error { return a.verifier.Ready() }
 
-// logDecision writes the one structured line per decision. It never holds the token.
-func (a *Authorizer) logDecision(ctx context.Context, d *Decision) {
+// logDecision writes the one structured line per decision (the audit trail; every field is documented in
+// the README). Denies and errors are always logged, allows at the configured sample rate. It never holds
+// the token, and the path is logged without its query string.
+func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision, elapsed time.Duration) {
 	level := slog.LevelInfo
 	if d.Unavailable {
 		level = slog.LevelError
 	}
+	if d.Allow && a.allowRate < 1 && (a.allowRate <= 0 || rand.Float64() >= a.allowRate) {
+		return
+	}
 	if !a.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
-	attrs = append(attrs, slog.String("decision", decisionWord(d)), slog.Int("status", d.Status), slog.String("reason", d.Reason))
-	if d.Resource != "" {
-		attrs = append(attrs, slog.String("resource", d.Resource))
-	}
+	code := d.Code()
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = append(attrs, slog.String("decision", code.Decision()), slog.Int("status", d.Status),
+		slog.String("reason_code", string(code)), slog.String("reason", redactTokens(d.Reason)),
+		slog.String("resource", d.Resource))
 	if id := d.Identity; id != nil {
 		attrs = append(attrs, slog.String("sub", id.Subject), slog.String("client_id", id.ClientID), slog.String("iss", id.Issuer))
 	}
@@ -261,16 +287,16 @@ func (a *Authorizer) logDecision(ctx context.Context, d *Decision) {
 			attrs = append(attrs, slog.String("tool", m.Tool))
 		}
 	}
-	a.log.LogAttrs(ctx, level, "decision", attrs...)
-}
-
-func decisionWord(d *Decision) string {
-	switch {
-	case d.Allow:
-		return "allow"
-	case d.Unavailable:
-		return "error"
-	default:
-		return "deny"
+	path, _, _ := strings.Cut(req.Path, "?")
+	attrs = append(attrs, slog.String("request_id", requestID(req)),
+		slog.String("http_method", req.Method), slog.String("host", req.Host), slog.String("path", path),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+	if d.Allow && a.allowRate < 1 {
+		attrs = append(attrs, slog.Float64("sample_rate", a.allowRate))
 	}
+	if sc := trace.SpanFromContext(ctx); sc.IsRecording() {
+		attrs = append(attrs, slog.String("trace_id", sc.SpanContext().TraceID().String()),
+			slog.String("span_id", sc.SpanContext().SpanID().String()))
+	}
+	a.log.LogAttrs(ctx, level, "decision", attrs...)
 }

@@ -28,6 +28,7 @@ type KeySet struct {
 	every        time.Duration
 	minInterval  time.Duration
 	observe      FetchObserver
+	tel          *Telemetry // spans of fetches; nil: none
 
 	current atomic.Pointer[keySnapshot]
 
@@ -47,9 +48,16 @@ type FetchObserver func(issuer string, err error, keys int)
 // maxDocumentBytes bounds discovery and JWKS documents.
 const maxDocumentBytes = 1 << 20
 
+// KeySetOption changes a KeySet built by NewKeySet.
+type KeySetOption func(*KeySet)
+
+// WithKeySetTelemetry traces fetches with t: a span per fetch (a child of the Check that triggered it on
+// an unknown `kid`), and a root span per background refresh.
+func WithKeySetTelemetry(t *Telemetry) KeySetOption { return func(k *KeySet) { k.tel = t } }
+
 // NewKeySet returns the key set of one configured issuer. Nothing is fetched until Run or Lookup.
-func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, observe FetchObserver) *KeySet {
-	return &KeySet{
+func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, observe FetchObserver, opts ...KeySetOption) *KeySet {
+	k := &KeySet{
 		issuer:       is.Issuer,
 		discoveryURL: is.DiscoveryURL,
 		client:       client,
@@ -58,6 +66,10 @@ func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, observe 
 		minInterval:  time.Duration(is.MinRefreshInterval),
 		observe:      observe,
 	}
+	for _, o := range opts {
+		o(k)
+	}
+	return k
 }
 
 // Run loads the keys, retrying with backoff until the first success, then refreshes them every refresh
@@ -153,7 +165,9 @@ func match(set jwk.Set, kid string) []jwk.Key {
 	return keys
 }
 
-func (k *KeySet) refresh(ctx context.Context) error {
+func (k *KeySet) refresh(ctx context.Context) (err error) {
+	ctx, span := k.tel.startFetch(ctx, spanRefresh, k.issuer, true)
+	defer func() { endFetch(span, err, 0) }()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -165,7 +179,9 @@ func (k *KeySet) refresh(ctx context.Context) error {
 func (k *KeySet) fetchLocked(ctx context.Context) (err error) {
 	k.lastFetch = time.Now()
 	keys := 0
+	ctx, span := k.tel.startFetch(ctx, spanFetch, k.issuer, false)
 	defer func() {
+		endFetch(span, err, keys)
 		if k.observe != nil {
 			k.observe(k.issuer, err, keys)
 		}

@@ -33,6 +33,8 @@ type Config struct {
 	MaxBodyBytes int `json:"max_body_bytes"`
 	// Log configures the structured logs.
 	Log Log `json:"log"`
+	// Telemetry configures traces and metrics.
+	Telemetry Telemetry `json:"telemetry"`
 }
 
 // Listen holds the listener addresses.
@@ -145,7 +147,37 @@ type IdentityHeaders struct {
 type Log struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `json:"level,omitempty"`
+	// AllowSampleRate is the fraction of allow decisions logged, between 0 and 1. Denies and errors are
+	// always logged. Default 1 (every decision); read it with AllowRate.
+	AllowSampleRate *float64 `json:"allow_sample_rate,omitempty"`
 }
+
+// AllowRate is the fraction of allow decisions to log: AllowSampleRate, or 1 when it is unset.
+func (l Log) AllowRate() float64 {
+	if l.AllowSampleRate == nil {
+		return 1
+	}
+	return *l.AllowSampleRate
+}
+
+// Telemetry configures traces and metrics. The trace exporter itself is configured by the standard
+// OpenTelemetry environment variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...):
+// tracing is off unless an OTLP endpoint is set, and always off when OTEL_SDK_DISABLED=true.
+type Telemetry struct {
+	// ServiceName is the service.name of traces and metrics when OTEL_SERVICE_NAME is unset. Default mcp-authz.
+	ServiceName string `json:"service_name,omitempty"`
+	// TraceSubject records the token's subject on spans (attribute enduser.id). Default true; set false when
+	// subjects are personal data that must not reach the tracing backend. Read it with SubjectTraced.
+	TraceSubject *bool `json:"trace_subject,omitempty"`
+	// Metrics serves Prometheus metrics at /metrics on the HTTP listener. Default true; read it with MetricsOn.
+	Metrics *bool `json:"metrics,omitempty"`
+}
+
+// SubjectTraced reports whether spans may carry the token's subject (default true).
+func (t Telemetry) SubjectTraced() bool { return t.TraceSubject == nil || *t.TraceSubject }
+
+// MetricsOn reports whether /metrics is served (default true).
+func (t Telemetry) MetricsOn() bool { return t.Metrics == nil || *t.Metrics }
 
 // Duration is a time.Duration written as a Go duration string ("60s", "5m").
 type Duration time.Duration
@@ -252,6 +284,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	if c.Telemetry.ServiceName == "" {
+		c.Telemetry.ServiceName = "mcp-authz"
 	}
 	for i := range c.Issuers {
 		is := &c.Issuers[i]
@@ -362,6 +397,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		fail("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if r := c.Log.AllowRate(); !(r >= 0 && r <= 1) { // also catches NaN
+		fail("log.allow_sample_rate", "must be between 0 and 1, not %v", r)
+	}
+	if n := c.Telemetry.ServiceName; strings.TrimSpace(n) != n || strings.ContainsAny(n, "\r\n\x00") {
+		fail("telemetry.service_name", "%q has surrounding spaces or control characters", n)
 	}
 	return errors.Join(errs...)
 }

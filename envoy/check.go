@@ -31,15 +31,22 @@ type Checker interface {
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	checker Checker
+	tracing Tracing // nil: trace headers in gRPC metadata are ignored
 }
 
 // NewServer returns the gRPC Authorization service deciding with c.
-func NewServer(c Checker) *Server { return &Server{checker: c} }
+func NewServer(c Checker, opts ...Option) *Server {
+	s := &Server{checker: c}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Check implements the ext_authz Check call. Every outcome, even a malformed CheckRequest, is an answer:
 // the RPC itself never fails, so Envoy never falls back to failure_mode_allow.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return Response(s.checker.Check(ctx, Request(req))), nil
+	return Response(s.checker.Check(s.traceContext(ctx), Request(req))), nil
 }
 
 // Request translates a CheckRequest into an authz.Request.

@@ -8,9 +8,12 @@ import (
 	"github.com/mcp-authz/mcp-authz/policy"
 )
 
-// routes is the HTTP listener's handler: Protected Resource Metadata, liveness and readiness.
+// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness and metrics.
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
+	if h := s.telemetry.MetricsHandler(); h != nil {
+		mux.Handle("GET /metrics", h)
+	}
 	mux.HandleFunc("GET "+authz.WellKnownPath, s.metadata)
 	mux.HandleFunc("GET "+authz.WellKnownPath+"/", s.metadata)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

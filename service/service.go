@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/envoy"
 	"github.com/mcp-authz/mcp-authz/policy"
+	"github.com/mcp-authz/mcp-authz/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -34,16 +35,41 @@ type Service struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
+	telemetry  *telemetry.Providers
 }
+
+// Option changes a Service built by New.
+type Option func(*options)
+
+type options struct{ telemetry *telemetry.Providers }
+
+// WithTelemetry records spans and metrics with p; the caller shuts p down after Run returns. Without it the
+// service serves metrics of its own and traces nothing.
+func WithTelemetry(p *telemetry.Providers) Option { return func(o *options) { o.telemetry = p } }
 
 // New builds the service from a validated configuration: it compiles the policies (an error names the
 // file and line; with a bundle, the first one is downloaded once Run starts) but fetches no keys yet.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Service, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.telemetry == nil {
+		var err error
+		o.telemetry, err = telemetry.New(ctx, cfg.Telemetry, telemetry.WithGetenv(func(string) string { return "" }))
+		if err != nil {
+			return nil, err
+		}
+	}
+	tel, err := newTelemetry(o.telemetry)
+	if err != nil {
+		return nil, err
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	keys := map[string]*authz.KeySet{}
-	s := &Service{cfg: cfg, log: log}
+	s := &Service{cfg: cfg, log: log, telemetry: o.telemetry}
 	for _, is := range cfg.Issuers {
-		ks := authz.NewKeySet(is, client, log, nil)
+		ks := authz.NewKeySet(is, client, log, tel.ObserveFetch, authz.WithKeySetTelemetry(tel))
 		keys[is.Issuer] = ks
 		s.keys = append(s.keys, ks)
 	}
@@ -55,12 +81,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 	if err != nil {
 		return nil, err
 	}
-	s.authorizer, err = authz.New(cfg, verifier, s.policy, log)
+	s.authorizer, err = authz.New(cfg, verifier, s.policy, log, authz.WithTelemetry(tel))
 	if err != nil {
 		return nil, err
 	}
+	if err := observe(tel, s.keys, s.policyStatus); err != nil {
+		return nil, err
+	}
+	var envoyOpts []envoy.Option
+	if o.telemetry.Tracing() {
+		envoyOpts = append(envoyOpts, envoy.WithTracing(tel))
+	}
 	s.grpc = grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer))
+	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer, envoyOpts...))
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -88,7 +88,7 @@ type instance struct {
 }
 
 // startService runs mcp-authz in process on 127.0.0.1 listeners with the given configuration.
-func startService(t *testing.T, yaml string, waitReady bool) *instance {
+func startService(t *testing.T, yaml string, waitReady bool, opts ...service.Option) *instance {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -96,7 +96,7 @@ func startService(t *testing.T, yaml string, waitReady bool) *instance {
 	}
 	log := slog.New(slog.NewJSONHandler(testWriter{t}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
+	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("service.New: %v", err)

@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/service"
+	"github.com/mcp-authz/mcp-authz/telemetry"
 )
 
 const usage = `usage: mcp-authz <command> [flags]
@@ -63,7 +65,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log.Level)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	svc, err := service.New(ctx, cfg, log)
+	tel, err := telemetry.New(ctx, cfg.Telemetry)
+	if err != nil {
+		log.Error("start-up failed", "error", err.Error())
+		return 1
+	}
+	defer func() {
+		// Flush the spans still buffered; ctx is already cancelled by the signal.
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			log.Warn("telemetry shutdown", "error", err.Error())
+		}
+	}()
+	log.Info("telemetry", "tracing", tel.Tracing(), "metrics", tel.MetricsHandler() != nil)
+	svc, err := service.New(ctx, cfg, log, service.WithTelemetry(tel))
 	if err != nil {
 		log.Error("start-up failed", "error", err.Error())
 		return 1

@@ -1,0 +1,34 @@
+package service
+
+import (
+	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/telemetry"
+)
+
+// newTelemetry is the authorizer's telemetry on the process's providers. Without tracing it gets no tracer
+// provider at all, so a Check starts no span and parses no trace header.
+func newTelemetry(p *telemetry.Providers) (*authz.Telemetry, error) {
+	c := authz.TelemetryConfig{
+		Propagator:    p.Propagator(),
+		MeterProvider: p.MeterProvider(),
+		TraceSubject:  p.TraceSubject(),
+	}
+	if p.Tracing() {
+		c.TracerProvider = p.TracerProvider()
+	}
+	return authz.NewTelemetry(c)
+}
+
+// observe registers the gauges read at each scrape: key set ages and the policy status.
+func observe(t *authz.Telemetry, keys []*authz.KeySet, policy func() (int64, bool)) error {
+	if err := t.ObserveKeySets(keys); err != nil {
+		return err
+	}
+	return t.ObservePolicy(policy)
+}
+
+// policyStatus reports the live policy's generation in use and whether its last load attempt succeeded.
+func (s *Service) policyStatus() (generation int64, ok bool) {
+	st := s.policy.Status()
+	return int64(st.Generation), st.Error == ""
+}
