@@ -32,26 +32,20 @@ const requiredEnv = "MCP_AUTHZ_E2E_REQUIRED"
 // When none is, the test is skipped with a message, or fails when MCP_AUTHZ_E2E_REQUIRED is set.
 func findProgram(t testing.TB, what, install string, candidates ...string) string {
 	t.Helper()
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if !strings.Contains(c, "/") {
-			if p, err := exec.LookPath(c); err == nil {
-				return p
-			}
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c
-		}
+	if p := lookProgram(candidates...); p != "" {
+		return p
 	}
-	msg := fmt.Sprintf("%s not found (looked for %s); %s", what, strings.Join(nonEmpty(candidates), ", "), install)
+	missing(t, fmt.Sprintf("%s not found (looked for %s); %s", what, strings.Join(nonEmpty(candidates), ", "), install))
+	return ""
+}
+
+// missing skips the test with msg, or fails it when MCP_AUTHZ_E2E_REQUIRED is set.
+func missing(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv(requiredEnv) != "" {
 		t.Fatalf("%s; %s is set, so this is a failure", msg, requiredEnv)
 	}
 	t.Skipf("%s; skipping (set %s=1 to make this a failure)", msg, requiredEnv)
-	return ""
 }
 
 func nonEmpty(ss []string) []string {
