@@ -35,6 +35,12 @@ type idpEnv struct {
 	serviceToken func(t testing.TB, aud string) string
 	// userLogin: the IdP shows a login form and knows the suite's users (else it approves as alice).
 	userLogin bool
+	// remoteClientID is the public client mcp-remote uses, with redirect URI
+	// http://127.0.0.1:<callbackPort>/oauth/callback ("" skips the mcp-remote scenario).
+	remoteClientID string
+	callbackPort   int
+	// remoteFlags are extra mcp-remote flags this IdP needs.
+	remoteFlags []string
 }
 
 // scenarioCtx bounds one scenario.
@@ -65,6 +71,12 @@ func runScenarios(t *testing.T, st *stack, env idpEnv, down func()) {
 			if env.userLogin {
 				t.Run("user without the required claim", func(t *testing.T) { customClaim(t, px, env) })
 			}
+			t.Run("mcp-remote with Chromium", func(t *testing.T) {
+				if env.remoteClientID == "" {
+					t.Skip("mcp-remote needs an IdP with a login page")
+				}
+				mcpRemoteScenario(t, st, px, env, env.remoteClientID, env.callbackPort, env.remoteFlags...)
+			})
 		})
 	}
 	t.Run("IdP down: issued tokens keep working", func(t *testing.T) {

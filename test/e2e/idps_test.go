@@ -55,6 +55,10 @@ func testHydra(t *testing.T) {
 		}
 	}
 	h.createClient(t, public("mcp-client"), 0)
+	callbackPort := freePort(t)
+	remote := public("mcp-remote")
+	remote["redirect_uris"] = []string{fmt.Sprintf("http://127.0.0.1:%d/oauth/callback", callbackPort)}
+	h.createClient(t, remote, 0)
 	const shortTTL = 3 * time.Second
 	h.createClient(t, public("mcp-short"), shortTTL)
 	h.createClient(t, map[string]any{
@@ -62,9 +66,10 @@ func testHydra(t *testing.T) {
 		"grant_types": []string{"client_credentials"}, "scope": "tools:read",
 		"audience": append(p.resources(), "https://elsewhere.example.com/mcp"),
 	}, 0)
-	st := p.start(t, fmt.Sprintf("  - {discovery_url: %q}\n", h.issuer+"/.well-known/openid-configuration"), []string{"mcp-client", "mcp-short"})
+	st := p.start(t, fmt.Sprintf("  - {discovery_url: %q}\n", h.issuer+"/.well-known/openid-configuration"), []string{"mcp-client", "mcp-short", "mcp-remote"})
 	env := idpEnv{
 		issuer: h.issuer, clientID: "mcp-client", shortClientID: "mcp-short", shortTTL: shortTTL, redirectURL: redirectURL, userLogin: true,
+		remoteClientID: "mcp-remote", callbackPort: callbackPort,
 		serviceToken: func(t testing.TB, aud string) string {
 			return clientCredentials(t, h.issuer+"/oauth2/token", "svc", "svc-secret-0123456789", url.Values{"scope": {"tools:read"}, "audience": {aud}})
 		},
