@@ -3,22 +3,28 @@ export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: run test test-unit lint build tools clean
+.PHONY: run test test-unit test-e2e lint build tools clean
 
-## build: the mcp-authz binary and the development IdP, once per run
+## build: the mcp-authz binary, the development IdP and the example MCP server, once per run
 build:
 	$(GO) build -o $(BIN)/mcp-authz ./cmd/mcp-authz
 	$(GO) build -o $(BIN)/mcp-devidp ./cmd/mcp-devidp
+	$(GO) build -o $(BIN)/mcp-example-server ./cmd/mcp-example-server
 
 ## run: a local stack (development IdP + mcp-authz) with the shipped policies
 run: build
 	deploy/local/run.sh
 
-## test: every test, with the race detector
+## test: every test, with the race detector; ./... includes the end-to-end suite (test/e2e), which skips
+## what needs a missing program (hydra, nginx, node, chromium) unless MCP_AUTHZ_E2E_REQUIRED is set
 test: test-unit
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+## test-e2e: the end-to-end suite alone, verbose
+test-e2e:
+	$(GO) test -race -count=1 -v ./test/e2e
 
 ## lint: gofmt, go vet and staticcheck (built from the tools module)
 lint:

@@ -73,7 +73,7 @@ func runScenarios(t *testing.T, st *stack, env idpEnv, down func()) {
 			}
 			t.Run("mcp-remote with Chromium", func(t *testing.T) {
 				if env.remoteClientID == "" {
-					t.Skip("mcp-remote needs an IdP with a login page")
+					t.Skip("no client registered for mcp-remote at this IdP")
 				}
 				mcpRemoteScenario(t, st, px, env, env.remoteClientID, env.callbackPort, env.remoteFlags...)
 			})

@@ -90,6 +90,7 @@ func testDevIdP(t *testing.T) {
 	st := p.start(t, fmt.Sprintf("  - {discovery_url: %q, required_type: at+jwt}\n", prov.Issuer()+"/.well-known/openid-configuration"), []string{"mcp-client"})
 	env := idpEnv{
 		issuer: prov.Issuer(), clientID: "mcp-client", redirectURL: redirectURL,
+		remoteClientID: "mcp-client", callbackPort: freePort(t), // public, any loopback redirect URI
 		serviceToken: func(t testing.TB, aud string) string {
 			return clientCredentials(t, prov.Issuer()+"/token", "demo-service", "demo-secret", url.Values{"scope": {"tools:read"}, "resource": {aud}})
 		},

@@ -141,7 +141,11 @@ func (m *mcpRemote) notify(method string) {
 // and no Authorization header.
 func mcpRemoteScenario(t *testing.T, st *stack, px proxy, env idpEnv, clientID string, callbackPort int, extra ...string) {
 	start := time.Now()
-	m := startMCPRemote(t, px.resource(), clientID, callbackPort, "bob", extra...)
+	user := "alice" // an IdP without a login page approves as alice
+	if env.userLogin {
+		user = "bob"
+	}
+	m := startMCPRemote(t, px.resource(), clientID, callbackPort, user, extra...)
 	before := len(st.mcp.Records())
 	res, err := m.request("initialize", map[string]any{
 		"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
@@ -171,8 +175,8 @@ func mcpRemoteScenario(t *testing.T, st *stack, px proxy, env idpEnv, clientID s
 		if rec.Header.Get("Authorization") != "" {
 			t.Errorf("%s %s reached the MCP server with an Authorization header", rec.Method, rec.Path)
 		}
-		if got := rec.Header.Get("X-Mcp-Subject"); got != "bob" {
-			t.Errorf("%s %s: X-Mcp-Subject = %q, want bob", rec.Method, rec.Path, got)
+		if got := rec.Header.Get("X-Mcp-Subject"); got != user {
+			t.Errorf("%s %s: X-Mcp-Subject = %q, want %s", rec.Method, rec.Path, got, user)
 		}
 		if got := rec.Header.Get("X-Mcp-Client-Id"); got != clientID {
 			t.Errorf("%s %s: X-Mcp-Client-Id = %q, want %s", rec.Method, rec.Path, got, clientID)
