@@ -29,6 +29,8 @@ type userAgent struct {
 	user        string
 	redirectURL string
 	jar         http.CookieJar
+	// extra are parameters added to the authorization request (as a client configured for the IdP would).
+	extra url.Values
 
 	mu     sync.Mutex
 	flows  int
@@ -78,7 +80,20 @@ func (ua *userAgent) fetch(ctx context.Context, args *auth.AuthorizationArgs) (*
 	ua.mu.Unlock()
 	client := &http.Client{Jar: ua.jar, Timeout: 15 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, err := http.NewRequestWithContext(ctx, "GET", args.URL, nil)
+	authURL := args.URL
+	if len(ua.extra) > 0 {
+		u, err := url.Parse(authURL)
+		if err != nil {
+			return nil, err
+		}
+		q := u.Query()
+		for k, vs := range ua.extra {
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+		authURL = u.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", authURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -209,11 +224,13 @@ type clientOptions struct {
 	refresh      bool          // ask for a refresh token (offline_access)
 	initialToken *oauth2.Token // a token the client already holds
 	scopeFilter  func([]string) []string
+	authParams   url.Values // added to authorization requests
 }
 
 func newGoClient(t testing.TB, o clientOptions) *goClient {
 	t.Helper()
 	c := &goClient{ua: newUserAgent(t, o.user, o.redirectURL), tokens: &tokenLog{}}
+	c.ua.extra = o.authParams
 	cfg := &auth.AuthorizationCodeHandlerConfig{
 		PreregisteredClient:      &oauthex.ClientCredentials{ClientID: o.clientID},
 		RedirectURL:              o.redirectURL,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 func TestE2E(t *testing.T) {
 	t.Run("hydra", testHydra)
 	t.Run("devidp", testDevIdP)
+	t.Run("oidc-provider", testOIDCProvider)
 }
 
 // idpEnv is what the scenarios need from one IdP of the suite.
@@ -41,6 +43,8 @@ type idpEnv struct {
 	callbackPort   int
 	// remoteFlags are extra mcp-remote flags this IdP needs.
 	remoteFlags []string
+	// refreshParams are added to authorization requests that ask for a refresh token.
+	refreshParams url.Values
 }
 
 // scenarioCtx bounds one scenario.
@@ -170,7 +174,7 @@ func stepUp(t *testing.T, st *stack, px proxy, env idpEnv) {
 	}
 	defer s.Close()
 	r := rawCall(t, px.resource(), c.token(t).AccessToken, callJSON("admin_reset"))
-	if r.status != http.StatusForbidden || r.challenge["error"] != "insufficient_scope" || r.challenge["scope"] != "tools:admin tools:read tools:call" || r.challenge["resource_metadata"] != px.metadataURL() {
+	if r.status != http.StatusForbidden || r.challenge["error"] != "insufficient_scope" || !sameScopes(r.challenge["scope"], "tools:admin tools:read tools:call") || r.challenge["resource_metadata"] != px.metadataURL() {
 		t.Fatalf("admin_reset without tools:admin: %d %v %s", r.status, r.challenge, r.body)
 	}
 	resets := st.mcp.Resets()
@@ -228,7 +232,7 @@ func expired(t *testing.T, px proxy, env idpEnv) {
 	ctx := scenarioCtx(t)
 	// refresh: golang.org/x/oauth2 takes a token that expires within 10s for expired already, so a client
 	// of a short-lived token needs a refresh token to use it at all.
-	c := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true})
+	c := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true, authParams: env.refreshParams})
 	s, err := c.connect(ctx, px.resource())
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -241,7 +245,7 @@ func expired(t *testing.T, px proxy, env idpEnv) {
 		t.Fatalf("expired token: %d %v", r.status, r.challenge)
 	}
 	// A client that still holds the expired token (its clock is behind, say) and no refresh token for it.
-	stale := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true,
+	stale := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true, authParams: env.refreshParams,
 		initialToken: &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer"}})
 	s, err = stale.connect(ctx, px.resource())
 	if err != nil {
@@ -266,7 +270,7 @@ func refreshed(t *testing.T, px proxy, env idpEnv) {
 		t.Skip("this IdP has no short-lived client")
 	}
 	ctx := scenarioCtx(t)
-	c := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true})
+	c := newGoClient(t, clientOptions{clientID: env.shortClientID, user: "alice", redirectURL: env.redirectURL, refresh: true, authParams: env.refreshParams})
 	s, err := c.connect(ctx, px.resource())
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -324,4 +328,12 @@ func jwtExpiry(t testing.TB, tok string) time.Time {
 		t.Fatalf("access token without exp: %v", err)
 	}
 	return time.Unix(claims.Exp, 0)
+}
+
+// sameScopes compares two space-separated scope lists as sets (IdPs order granted scopes their own way).
+func sameScopes(a, b string) bool {
+	x, y := strings.Fields(a), strings.Fields(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }

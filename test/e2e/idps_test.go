@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +97,44 @@ func testDevIdP(t *testing.T) {
 		},
 	}
 	runScenarios(t, st, env, func() { prov.SetDown(true) })
+}
+
+// testOIDCProvider: node oidc-provider 9 (test/e2e/node/oidc-provider.mjs), which honours RFC 8707
+// `resource` (aud) and issues `typ: at+jwt` JWT access tokens; users log in on its devInteractions pages.
+func testOIDCProvider(t *testing.T) {
+	node, dir, _ := nodeTools(t, false)
+	p := newPlan(t)
+	port, callbackPort := freePort(t), freePort(t)
+	issuer := fmt.Sprintf("http://127.0.0.1:%d", port)
+	public := func(id string, redirects ...string) map[string]any {
+		return map[string]any{
+			"client_id": id, "token_endpoint_auth_method": "none", "application_type": "native",
+			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
+			"scope": "openid offline_access tools:read tools:call tools:admin", "redirect_uris": redirects,
+		}
+	}
+	clients, _ := json.Marshal([]map[string]any{
+		public("mcp-client", redirectURL, fmt.Sprintf("http://127.0.0.1:%d/oauth/callback", callbackPort)),
+		public("mcp-short", redirectURL),
+		{"client_id": "svc", "client_secret": "svc-secret-0123456789", "grant_types": []string{"client_credentials"},
+			"redirect_uris": []string{}, "response_types": []string{}, "scope": "tools:read"},
+	})
+	resources, _ := json.Marshal(p.resources())
+	const shortTTL = 3 * time.Second
+	proc := start(t, "oidc-provider", []string{
+		fmt.Sprintf("OP_PORT=%d", port), "OP_CLIENTS=" + string(clients), "OP_RESOURCES=" + string(resources),
+		fmt.Sprintf("OP_SHORT_TTL=%d", int(shortTTL/time.Second)),
+	}, dir, node, filepath.Join(dir, "oidc-provider.mjs"))
+	waitHTTP(t, issuer+"/.well-known/openid-configuration", 30*time.Second, proc)
+	st := p.start(t, fmt.Sprintf("  - {discovery_url: %q, required_type: at+jwt}\n", issuer+"/.well-known/openid-configuration"), []string{"mcp-client", "mcp-short"})
+	env := idpEnv{
+		issuer: issuer, clientID: "mcp-client", shortClientID: "mcp-short", shortTTL: shortTTL, redirectURL: redirectURL, userLogin: true,
+		remoteClientID: "mcp-client", callbackPort: callbackPort,
+		// OpenID Connect: offline_access is dropped unless the user is prompted for consent.
+		refreshParams: url.Values{"prompt": {"consent"}},
+		serviceToken: func(t testing.TB, aud string) string {
+			return clientCredentials(t, issuer+"/token", "svc", "svc-secret-0123456789", url.Values{"scope": {"tools:read"}, "resource": {aud}})
+		},
+	}
+	runScenarios(t, st, env, proc.stop)
 }
