@@ -176,9 +176,11 @@ func applyHeader(h http.Header, o *corev3.HeaderValueOption) {
 		v = string(o.GetHeader().GetRawValue())
 	}
 	action := o.GetAppendAction()
-	if o.GetAppend() != nil { // the deprecated bool wins when set
+	//lint:ignore SA1019 Envoy still honours the deprecated append when it is set; so must the stand-in
+	deprecatedAppend := o.GetAppend()
+	if deprecatedAppend != nil { // the deprecated bool wins when set
 		action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if o.GetAppend().GetValue() {
+		if deprecatedAppend.GetValue() {
 			action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}
 	}
