@@ -63,13 +63,6 @@ func (ua *userAgent) LastScope() string {
 	return ua.scopes[len(ua.scopes)-1]
 }
 
-var (
-	formRE   = regexp.MustCompile(`(?is)<form[^>]*>.*?</form>`)
-	actionRE = regexp.MustCompile(`(?i)action="([^"]*)"`)
-	inputRE  = regexp.MustCompile(`(?i)<input[^>]*>`)
-	attrRE   = regexp.MustCompile(`(?i)\b(name|value|type)="([^"]*)"`)
-)
-
 // fetch implements auth.AuthorizationCodeFetcher.
 func (ua *userAgent) fetch(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
 	ua.mu.Lock()
@@ -130,6 +123,10 @@ func (ua *userAgent) fetch(ctx context.Context, args *auth.AuthorizationArgs) (*
 // submit fills in the first form of page: text inputs named like a user name get the user, password
 // inputs a password; hidden inputs keep their values.
 func (ua *userAgent) submit(ctx context.Context, base *url.URL, page string) (*http.Request, error) {
+	formRE := regexp.MustCompile(`(?is)<form[^>]*>.*?</form>`)
+	actionRE := regexp.MustCompile(`(?i)action="([^"]*)"`)
+	inputRE := regexp.MustCompile(`(?i)<input[^>]*>`)
+	attrRE := regexp.MustCompile(`(?i)\b(name|value|type)="([^"]*)"`)
 	form := formRE.FindString(page)
 	if form == "" {
 		return nil, fmt.Errorf("no form at %s: %.300s", base.Redacted(), page)
@@ -313,8 +310,6 @@ func rawCall(t testing.TB, endpoint, token, body string) rawResult {
 	return rawResult{status: resp.StatusCode, challenge: parseChallenge(resp.Header.Values("WWW-Authenticate")), body: string(b)}
 }
 
-var challengeParamRE = regexp.MustCompile(`([a-z_]+)="([^"]*)"`)
-
 // parseChallenge reads the parameters of a single Bearer challenge; it returns nil when there is none and
 // marks a repeated header with the key "repeated".
 func parseChallenge(hs []string) map[string]string {
@@ -328,7 +323,7 @@ func parseChallenge(hs []string) map[string]string {
 	if !strings.HasPrefix(hs[0], "Bearer ") {
 		out["scheme"] = hs[0]
 	}
-	for _, m := range challengeParamRE.FindAllStringSubmatch(hs[0], -1) {
+	for _, m := range regexp.MustCompile(`([a-z_]+)="([^"]*)"`).FindAllStringSubmatch(hs[0], -1) {
 		out[m[1]] = m[2]
 	}
 	return out

@@ -41,8 +41,6 @@ type idpEnv struct {
 	// http://127.0.0.1:<callbackPort>/oauth/callback ("" skips the mcp-remote scenario).
 	remoteClientID string
 	callbackPort   int
-	// remoteFlags are extra mcp-remote flags this IdP needs.
-	remoteFlags []string
 	// refreshParams are added to authorization requests that ask for a refresh token.
 	refreshParams url.Values
 }
@@ -79,7 +77,7 @@ func runScenarios(t *testing.T, st *stack, env idpEnv, down func()) {
 				if env.remoteClientID == "" {
 					t.Skip("no client registered for mcp-remote at this IdP")
 				}
-				mcpRemoteScenario(t, st, px, env, env.remoteClientID, env.callbackPort, env.remoteFlags...)
+				mcpRemoteScenario(t, st, px, env, env.remoteClientID, env.callbackPort)
 			})
 		})
 	}
@@ -239,6 +237,7 @@ func expired(t *testing.T, px proxy, env idpEnv) {
 	}
 	s.Close()
 	tok := c.tokens.All()[0]
+	waitShort(t, tok.AccessToken, env.shortTTL)
 	time.Sleep(time.Until(jwtExpiry(t, tok.AccessToken)) + 2*time.Second) // past exp and mcp-authz's 1s leeway
 	r := rawCall(t, px.resource(), tok.AccessToken, listJSON)
 	if r.status != http.StatusUnauthorized || r.challenge["error"] != "invalid_token" || !strings.Contains(r.challenge["error_description"], "expired") {
@@ -280,6 +279,7 @@ func refreshed(t *testing.T, px proxy, env idpEnv) {
 	if first.RefreshToken == "" {
 		t.Fatalf("no refresh token (scope requested: %q)", c.ua.LastScope())
 	}
+	waitShort(t, first.AccessToken, env.shortTTL)
 	time.Sleep(time.Until(jwtExpiry(t, first.AccessToken)) + 2*time.Second) // past exp and mcp-authz's 1s leeway
 	for i := range 2 {
 		if out, err := callTool(ctx, s, "echo", map[string]any{"message": fmt.Sprint("after refresh ", i)}); err != nil {
@@ -336,4 +336,13 @@ func sameScopes(a, b string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
+}
+
+// waitShort fails when tok lives much longer than the short lifetime asked of the IdP (rather than
+// sleeping for an hour).
+func waitShort(t testing.TB, tok string, ttl time.Duration) {
+	t.Helper()
+	if left := time.Until(jwtExpiry(t, tok)); left > ttl+2*time.Second {
+		t.Fatalf("short-lived token expires in %s, want at most %s", left.Round(time.Second), ttl)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/test/envoystandin"
 	"github.com/mcp-authz/mcp-authz/test/mcpserver"
 )
 
@@ -26,6 +27,8 @@ type proxy struct {
 	bodyChecked bool
 	// missing, when set, says why the proxy cannot run here.
 	missing string
+	// l is the listener of an in-process proxy.
+	l net.Listener
 }
 
 func (p proxy) resource() string { return p.base + "/mcp" }
@@ -35,7 +38,6 @@ func (p proxy) metadataURL() string { return p.base + "/.well-known/oauth-protec
 // plan fixes the proxies' addresses before anything starts, so the IdP and mcp-authz can be configured with
 // the resource URLs.
 type plan struct {
-	standinL  net.Listener
 	nginxBin  string
 	nginxPort int
 	proxies   []proxy
@@ -43,8 +45,11 @@ type plan struct {
 
 func newPlan(t testing.TB) *plan {
 	t.Helper()
-	p := &plan{standinL: listen(t)}
-	p.proxies = append(p.proxies, proxy{name: "envoy-standin", base: "http://" + p.standinL.Addr().String(), bodyChecked: true})
+	p := &plan{}
+	for _, name := range []string{"envoy-standin", "envoy-standin-http"} {
+		l := listen(t)
+		p.proxies = append(p.proxies, proxy{name: name, base: "http://" + l.Addr().String(), bodyChecked: true, l: l})
+	}
 	p.nginxBin = lookProgram("nginx", "/usr/sbin/nginx")
 	if p.nginxBin == "" {
 		p.proxies = append(p.proxies, proxy{name: "nginx", missing: "nginx not found (apt-get install -y nginx)"})
@@ -119,7 +124,14 @@ func (p *plan) start(t testing.TB, issuers string, clients []string) *stack {
 		az := startAuthz(t, yaml, listen(t), listen(t))
 		switch px.name {
 		case "envoy-standin":
-			startStandin(t, p.standinL, az, upstream)
+			startStandin(t, px.l, az, upstream, nil)
+		case "envoy-standin-http":
+			startStandin(t, px.l, az, upstream, &envoystandin.HTTPService{
+				URL:                    az.httpURL + "/authz",
+				AllowedHeaders:         []string{"content-type", "origin", "x-forwarded-proto", "mcp-protocol-version"},
+				AllowedUpstreamHeaders: []string{"x-mcp-subject", "x-mcp-client-id", "x-mcp-scopes", "x-mcp-issuer", "x-mcp-email"},
+				AllowedClientHeaders:   []string{"content-type"},
+			})
 		case "nginx":
 			startNginx(t, p.nginxBin, p.nginxPort, az.httpURL, upstream.String())
 		}

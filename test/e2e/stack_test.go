@@ -268,13 +268,14 @@ func startMCPServer(t testing.TB) (*mcpserver.Server, *url.URL) {
 }
 
 // startStandin runs the Envoy stand-in on l: the well-known metadata routes go to mcp-authz's HTTP
-// listener without a check (ExtAuthzPerRoute disabled), everything else to the MCP server after Check.
-func startStandin(t testing.TB, l net.Listener, az *authzInstance, upstream *url.URL) {
+// listener without a check (ExtAuthzPerRoute disabled), everything else to the MCP server after the check:
+// Check over gRPC, or with hs the HTTP authorization endpoint (http_service mode, with_request_body).
+func startStandin(t testing.TB, l net.Listener, az *authzInstance, upstream *url.URL, hs *envoystandin.HTTPService) {
 	t.Helper()
 	meta, _ := url.Parse(az.httpURL)
 	p := envoystandin.New(az.client, []envoystandin.Route{
 		{Prefix: "/", Upstream: upstream},
 		{Prefix: "/.well-known/oauth-protected-resource", Upstream: meta, CheckDisabled: true},
-	}, envoystandin.Options{StatusOnError: http.StatusServiceUnavailable})
+	}, envoystandin.Options{StatusOnError: http.StatusServiceUnavailable, HTTPService: hs})
 	serve(t, l, p)
 }

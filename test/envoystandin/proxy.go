@@ -1,4 +1,5 @@
-// Package envoystandin is a test-only stand-in for Envoy with its ext_authz HTTP filter in gRPC mode. Envoy
+// Package envoystandin is a test-only stand-in for Envoy with its ext_authz HTTP filter (gRPC mode, or
+// http_service mode with Options.HTTPService). Envoy
 // itself cannot be installed on the machines this project builds on, so the end-to-end tests front the MCP
 // server with this small reverse proxy instead. It is not Envoy: it reproduces, for one listener, what the
 // filter does with the authorization service, and nothing else.
@@ -57,6 +58,27 @@ type Options struct {
 	StatusOnError int
 	// Timeout is the gRPC call timeout. Default 2s.
 	Timeout time.Duration
+	// HTTPService, when set, switches the filter to http_service mode: instead of calling Check over gRPC
+	// the stand-in sends the original method, path_prefix + path, headers and body (with_request_body) to
+	// this server.
+	HTTPService *HTTPService
+}
+
+// HTTPService is the ext_authz filter's http_service: where to ask, and which headers of its answer to use.
+type HTTPService struct {
+	// URL is the authorization server's base URL including path_prefix (for example http://h:8080/authz).
+	URL string
+	// AllowedUpstreamHeaders are copied (overwriting) from an OK answer onto the upstream request
+	// (authorization_response.allowed_upstream_headers, exact lower-case names).
+	AllowedUpstreamHeaders []string
+	// AllowedHeaders are the client request headers sent along (ExtAuthz.allowed_headers, exact lower-case
+	// names); Envoy always adds Host, Method, Path, Content-Length and Authorization.
+	AllowedHeaders []string
+	// AllowedClientHeaders are copied from a deny onto the client response
+	// (authorization_response.allowed_client_headers); Envoy always copies WWW-Authenticate and Location.
+	AllowedClientHeaders []string
+	// Client sends the requests. Default: a client with the filter's timeout.
+	Client *http.Client
 }
 
 // Proxy is the stand-in: an http.Handler.
@@ -133,6 +155,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // check runs ext_authz; it returns true when the request may go upstream, after editing its headers.
 func (p *Proxy) check(w http.ResponseWriter, r *http.Request, rt Route, body []byte) bool {
+	if p.opts.HTTPService != nil {
+		return p.checkHTTP(w, r, body)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.opts.Timeout)
 	defer cancel()
 	resp, err := p.client.Check(ctx, CheckRequest(r, body, rt.ContextExtensions))
@@ -259,4 +284,60 @@ func peer(addr string) *authv3.AttributeContext_Peer {
 	n, _ := strconv.Atoi(port)
 	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 		SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(n)}}}}}
+}
+
+// checkHTTP is check in http_service mode. An OK (200) answer copies the allowed upstream headers and
+// removes those named in x-envoy-auth-headers-to-remove; any other answer goes to the client with its
+// status, headers and body; a failed call is status_on_error.
+func (p *Proxy) checkHTTP(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	hs := p.opts.HTTPService
+	client := hs.Client
+	if client == nil {
+		client = &http.Client{Timeout: p.opts.Timeout}
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, strings.TrimSuffix(hs.URL, "/")+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		w.WriteHeader(p.opts.StatusOnError)
+		return false
+	}
+	for _, name := range append([]string{"authorization"}, hs.AllowedHeaders...) {
+		if v := r.Header.Values(name); len(v) > 0 {
+			req.Header[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	req.Host = r.Host
+	req.ContentLength = int64(len(body))
+	resp, err := client.Do(req)
+	if err != nil {
+		w.WriteHeader(p.opts.StatusOnError)
+		return false
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		w.WriteHeader(p.opts.StatusOnError)
+		return false
+	}
+	if resp.StatusCode != http.StatusOK {
+		for _, name := range append([]string{"www-authenticate", "location"}, hs.AllowedClientHeaders...) {
+			if v := resp.Header.Values(name); len(v) > 0 {
+				w.Header()[http.CanonicalHeaderKey(name)] = v
+			}
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(answer)
+		return false
+	}
+	for _, name := range hs.AllowedUpstreamHeaders {
+		if v := resp.Header.Values(name); len(v) > 0 {
+			r.Header[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	for name := range strings.SplitSeq(resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			r.Header.Del(name)
+		}
+	}
+	return true
 }

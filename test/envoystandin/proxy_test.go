@@ -210,3 +210,81 @@ func TestProxy(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTPService(t *testing.T) {
+	// The authorization server: allows when the body says "ok", else denies with a challenge.
+	var authzSaw *http.Request
+	var authzBody string
+	authzSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authzSaw = r.Clone(context.Background())
+		b, _ := io.ReadAll(r.Body)
+		authzBody = string(b)
+		if authzBody == "ok" {
+			w.Header().Set("X-Mcp-Subject", "alice")
+			w.Header().Set("X-Not-Allowed", "leak")
+			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", "authorization,x-mcp-email")
+			return
+		}
+		w.Header().Set("Www-Authenticate", "Bearer x")
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Secret", "internal")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"denied":true}`)
+	}))
+	t.Cleanup(authzSrv.Close)
+	var upstreamSaw http.Header
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { upstreamSaw = r.Header.Clone() }))
+	t.Cleanup(upstream.Close)
+	up, _ := url.Parse(upstream.URL)
+	p := New(nil, []Route{{Prefix: "/", Upstream: up}}, Options{HTTPService: &HTTPService{
+		URL: authzSrv.URL + "/authz", AllowedHeaders: []string{"content-type"},
+		AllowedUpstreamHeaders: []string{"x-mcp-subject"}, AllowedClientHeaders: []string{"content-type"},
+	}})
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	tests := []struct {
+		name, body string
+		wantStatus int
+		upstream   map[string]string
+		client     map[string]string
+	}{
+		{"allow", "ok", 200, map[string]string{"X-Mcp-Subject": "alice", "X-Not-Allowed": "", "Authorization": "", "X-Mcp-Email": "", "Cookie": "c=1"}, nil},
+		{"deny", "no", 401, nil, map[string]string{"Www-Authenticate": "Bearer x", "Content-Type": "application/json", "X-Secret": ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			upstreamSaw = nil
+			req, _ := http.NewRequest("POST", front.URL+"/mcp?a=b", strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer t")
+			req.Header.Set("Cookie", "c=1")
+			req.Header.Set("X-Mcp-Email", "spoof@example.com")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantStatus)
+			}
+			if authzSaw.Method != "POST" || authzSaw.URL.RequestURI() != "/authz/mcp?a=b" || authzBody != tc.body ||
+				authzSaw.Header.Get("Authorization") != "Bearer t" || authzSaw.Header.Get("Cookie") != "" {
+				t.Errorf("authorization request %s %s body %q headers %v", authzSaw.Method, authzSaw.URL.RequestURI(), authzBody, authzSaw.Header)
+			}
+			for k, v := range tc.upstream {
+				if got := upstreamSaw.Get(k); got != v {
+					t.Errorf("upstream %s = %q, want %q", k, got, v)
+				}
+			}
+			for k, v := range tc.client {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("client %s = %q, want %q", k, got, v)
+				}
+			}
+			if tc.wantStatus != 200 && (upstreamSaw != nil || string(b) != `{"denied":true}`) {
+				t.Errorf("deny reached upstream or lost its body %q", b)
+			}
+		})
+	}
+}
