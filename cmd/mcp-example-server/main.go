@@ -27,14 +27,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "mcp-example-server:", err)
 		os.Exit(1)
 	}
 }
 
-// run serves until ctx is done.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+// run serves until ctx is done. ready, if not nil, is called with the MCP endpoint's URL once listening.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(url string)) error {
 	fs := flag.NewFlagSet("mcp-example-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8001", "address to listen on")
@@ -55,7 +55,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("listening", "url", "http://"+ln.Addr().String()+"/mcp")
+	endpoint := "http://" + ln.Addr().String() + "/mcp"
+	log.Info("listening", "url", endpoint)
+	if ready != nil {
+		ready(endpoint)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
