@@ -6,9 +6,10 @@
 //
 //   - Envoy ext_authz http_service: the original request itself, its path appended to the prefix
 //     (`POST /authz/mcp`), with the original headers, Host and, when with_request_body is on, its body.
-//   - nginx auth_request, Traefik ForwardAuth, Caddy forward_auth: a request to the prefix carrying the
-//     original request in X-Original-Method / X-Forwarded-Method, X-Original-URI / X-Forwarded-Uri,
-//     X-Forwarded-Host and X-Forwarded-Proto, plus the client's headers.
+//     X-Original-* and X-Forwarded-Host/Uri/Method are ignored in this shape (only a client could set them).
+//   - nginx auth_request, Traefik ForwardAuth, Caddy forward_auth: a request to the prefix itself
+//     (`GET /authz`) carrying the original request in X-Original-Method / X-Forwarded-Method,
+//     X-Original-URI / X-Forwarded-Uri, X-Forwarded-Host and X-Forwarded-Proto, plus the client's headers.
 //
 // An allow is 200 with the identity headers set and X-Envoy-Auth-Headers-To-Remove naming the headers the
 // proxy must strip (Authorization among them). A deny has the decision's status, WWW-Authenticate,
@@ -70,7 +71,7 @@ func New(c Checker, prefix string, maxBody int) *Handler {
 }
 
 // errBadForward is a forward-auth request that does not describe an original request completely.
-var errBadForward = errors.New("forward-auth request lacks X-Original-Method / X-Forwarded-Method")
+var errBadForward = errors.New("forward-auth request lacks X-Original-URI / X-Forwarded-Uri or X-Original-Method / X-Forwarded-Method")
 
 // ServeHTTP decides the original request described by r and writes the decision.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,29 +91,27 @@ func Request(r *http.Request, prefix string, maxBody int) (*authz.Request, error
 		headers[strings.ToLower(name)] = strings.Join(values, ",")
 	}
 	req := &authz.Request{Headers: headers}
-	uri := firstHeader(r.Header, hdrOriginalURI, hdrForwardedURI)
-	if uri != "" {
-		// nginx auth_request / Traefik / Caddy: the original request is described in headers.
+	rest, ok := strings.CutPrefix(r.URL.RequestURI(), prefix)
+	if !ok {
+		return nil, errors.New("request is not under " + prefix)
+	}
+	if rest == "" || rest[0] == '?' {
+		// nginx auth_request / Traefik / Caddy ask at the prefix itself and describe the original request
+		// in headers the proxy sets.
+		req.Path = firstHeader(r.Header, hdrOriginalURI, hdrForwardedURI)
 		req.Method = firstHeader(r.Header, hdrOriginalMethod, hdrForwardedMethod)
-		if req.Method == "" {
+		if req.Path == "" || req.Method == "" {
 			return nil, errBadForward
 		}
-		req.Path = uri
+		req.Host = r.Host
+		if fh := firstHeader(r.Header, hdrForwardedHost); fh != "" {
+			req.Host = strings.TrimSpace(strings.Split(fh, ",")[0])
+		}
 	} else {
-		// Envoy http_service: the original request, its path under the prefix.
-		req.Method = r.Method
-		rest, ok := strings.CutPrefix(r.URL.RequestURI(), prefix)
-		if !ok {
-			return nil, errors.New("request is not under " + prefix)
-		}
-		if rest == "" || rest[0] == '?' {
-			rest = "/" + rest
-		}
-		req.Path = rest
-	}
-	req.Host = r.Host
-	if fh := firstHeader(r.Header, hdrForwardedHost); fh != "" {
-		req.Host = strings.TrimSpace(strings.Split(fh, ",")[0])
+		// Envoy http_service: the original request itself, its path under the prefix. Here X-Original-* and
+		// X-Forwarded-Host/Uri/Method can only come from the client, so they are not read: the method, path
+		// and Host of this request are the original ones.
+		req.Method, req.Path, req.Host = r.Method, rest, r.Host
 	}
 	req.Scheme = "http"
 	if r.TLS != nil {

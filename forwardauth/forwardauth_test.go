@@ -28,8 +28,13 @@ func TestRequest(t *testing.T) {
 			want:    authz.Request{Method: "POST", Scheme: "https", Host: "mcp.example.com", Path: "/mcp?x=1", Body: []byte(`{"jsonrpc":"2.0"}`), Headers: map[string]string{"authorization": "Bearer t", ":authority": "mcp.example.com"}},
 		},
 		{
-			name: "envoy http_service, root path", method: "GET", target: "/authz", host: "mcp.example.com",
+			name: "envoy http_service, root path", method: "GET", target: "/authz/", host: "mcp.example.com",
 			want: authz.Request{Method: "GET", Scheme: "http", Host: "mcp.example.com", Path: "/"},
+		},
+		{
+			name: "envoy http_service ignores client-sent forward-auth headers", method: "POST", target: "/authz/mcp", host: "mcp.example.com",
+			headers: map[string]string{"X-Original-URI": "/public/mcp", "X-Original-Method": "GET", "X-Forwarded-Host": "other.example.com", "X-Forwarded-Uri": "/x"},
+			want:    authz.Request{Method: "POST", Scheme: "http", Host: "mcp.example.com", Path: "/mcp", Headers: map[string]string{":authority": "mcp.example.com"}},
 		},
 		{
 			name: "nginx auth_request", method: "GET", target: "/authz", host: "127.0.0.1:8080",
@@ -55,6 +60,11 @@ func TestRequest(t *testing.T) {
 			name: "forward-auth without the original method", method: "GET", target: "/authz", host: "h",
 			headers: map[string]string{"X-Original-URI": "/mcp"},
 			wantErr: "X-Original-Method",
+		},
+		{
+			name: "forward-auth without the original URI", method: "GET", target: "/authz", host: "h",
+			headers: map[string]string{"X-Original-Method": "POST"},
+			wantErr: "X-Original-URI",
 		},
 	}
 	for _, tc := range tests {
