@@ -139,13 +139,13 @@ func (m *mcpRemote) notify(method string) {
 // mcpRemoteScenario: mcp-remote connects through the proxy, gets 401, discovers the IdP, opens Chromium on
 // its login page (the user logs in), then lists and calls tools; the MCP server sees the user's identity
 // and no Authorization header.
-func mcpRemoteScenario(t *testing.T, st *stack, px proxy, env idpEnv, clientID string, callbackPort int, extra ...string) {
+func mcpRemoteScenario(t *testing.T, st *stack, px proxy, env idpEnv, clientID string, callbackPort int) {
 	start := time.Now()
 	user := "alice" // an IdP without a login page approves as alice
 	if env.userLogin {
 		user = "bob"
 	}
-	m := startMCPRemote(t, px.resource(), clientID, callbackPort, user, extra...)
+	m := startMCPRemote(t, px.resource(), clientID, callbackPort, user)
 	before := len(st.mcp.Records())
 	res, err := m.request("initialize", map[string]any{
 		"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
