@@ -3,29 +3,36 @@ export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: run test test-tools test-unit test-deploy lint build tools clean
+.PHONY: run test test-tools test-unit test-deploy test-e2e lint build tools clean
 
-## build: the mcp-authz binary and the development IdP, once per run
+## build: the mcp-authz binary, the development IdP and the example MCP server, once per run
 build:
 	$(GO) build -o $(BIN)/mcp-authz ./cmd/mcp-authz
 	$(GO) build -o $(BIN)/mcp-devidp ./cmd/mcp-devidp
+	$(GO) build -o $(BIN)/mcp-example-server ./cmd/mcp-example-server
 
 ## run: a local stack (development IdP + mcp-authz) with the shipped policies
 run: build
 	deploy/local/run.sh
 
-## test: every test: the product's (race detector on, against the real tools) and the deploy checks
+## test: every test, race detector on: the product's packages, the end-to-end suite (test/e2e: it skips what
+## needs a missing program unless MCP_AUTHZ_E2E_REQUIRED is set) and the deploy checks (their own module)
 test: test-tools test-unit test-deploy
 
 ## test-tools: the real components the tests drive, built once into bin/ and reused
 test-tools:
-	test/tools/build.sh jaeger
+	test/tools/build.sh jaeger hydra
+	@if command -v npm >/dev/null && [ ! -d test/e2e/node/node_modules ]; then cd test/e2e/node && npm ci --no-audit --no-fund; fi
 
 test-unit:
 	MCP_AUTHZ_JAEGER=$(BIN)/jaeger $(GO) test -race -count=1 ./...
 
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...
+
+## test-e2e: the end-to-end suite alone, verbose
+test-e2e:
+	$(GO) test -race -count=1 -v ./test/e2e
 
 ## lint: gofmt, go vet and staticcheck (built from the tools module)
 lint:

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/service"
 	"github.com/mcp-authz/mcp-authz/test/idp"
-	"google.golang.org/genproto/googleapis/rpc/code"
 )
 
 type allowed struct {
@@ -82,17 +80,17 @@ func TestAllow(t *testing.T) {
 			want:    allowed{headers: map[string]string{"x-mcp-subject": "alice"}, removed: []string{"authorization"}},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			req := checkRequest(tc.headers, "/mcp", tc.body)
-			if tc.body == "" {
-				req.Attributes.Request.Http.Method = "GET"
+	for _, tr := range transports() {
+		t.Run(tr.name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					req := checkRequest(tc.headers, "/mcp", tc.body)
+					if tc.body == "" {
+						req.Attributes.Request.Http.Method = "GET"
+					}
+					assertAllowed(t, tr.check(t, e.inst, req), tc.want)
+				})
 			}
-			resp, err := e.inst.client.Check(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			assertAllowed(t, resp, tc.want)
 		})
 	}
 }
@@ -108,18 +106,18 @@ func merge(a, b map[string]string) map[string]string {
 	return out
 }
 
-func assertAllowed(t *testing.T, resp *authv3.CheckResponse, want allowed) {
+// assertAllowed checks an allow: the identity headers set upstream (and no other header), the headers
+// removed, and over gRPC the dynamic metadata.
+func assertAllowed(t *testing.T, o outcome, want allowed) {
 	t.Helper()
-	ok := resp.GetOkResponse()
-	if ok == nil || resp.GetStatus().GetCode() != int32(code.Code_OK) {
-		t.Fatalf("want OK, got %v", resp)
+	if !o.allowed || o.status != 200 {
+		t.Fatalf("want an allow, got %+v", o)
 	}
-	got := map[string]string{}
-	for _, h := range ok.GetHeaders() {
-		if !overwrites(h) {
-			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD and no append", h.GetHeader().GetKey(), h.GetAppendAction())
+	got := o.headers
+	for name := range got {
+		if !strings.HasPrefix(name, "x-mcp-") {
+			t.Errorf("allow sets header %s, which is not an identity header", name)
 		}
-		got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
 	for k, v := range want.headers {
 		if got[k] != v {
@@ -129,7 +127,7 @@ func assertAllowed(t *testing.T, resp *authv3.CheckResponse, want allowed) {
 	if _, ok := got["authorization"]; ok {
 		t.Error("authorization is set upstream")
 	}
-	removed := slices.Clone(ok.GetHeadersToRemove())
+	removed := slices.Clone(o.removed)
 	for _, name := range want.removed {
 		if !slices.Contains(removed, name) {
 			t.Errorf("headers_to_remove %v lacks %s", removed, name)
@@ -140,7 +138,10 @@ func assertAllowed(t *testing.T, resp *authv3.CheckResponse, want allowed) {
 			t.Errorf("%s is both set and removed", name)
 		}
 	}
-	md := resp.GetDynamicMetadata().AsMap()
+	if o.metadata == nil { // HTTP mode has no dynamic metadata
+		return
+	}
+	md := o.metadata
 	if md["sub"] != want.headers["x-mcp-subject"] {
 		t.Errorf("dynamic metadata sub = %v", md["sub"])
 	}
@@ -159,11 +160,10 @@ func TestKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Millisecond) // past min_refresh_interval (1ms)
-		resp, err := e.inst.client.Check(context.Background(), checkRequest(bearer(mint(t, e.std, userClaims(nil))), "/mcp", listTools))
-		if err != nil {
-			t.Fatal(err)
+		for _, tr := range transports() {
+			o := tr.check(t, e.inst, checkRequest(bearer(mint(t, e.std, userClaims(nil))), "/mcp", listTools))
+			assertAllowed(t, o, allowed{headers: map[string]string{"x-mcp-subject": "alice"}, removed: []string{"authorization"}})
 		}
-		assertAllowed(t, resp, allowed{headers: map[string]string{"x-mcp-subject": "alice"}, removed: []string{"authorization"}})
 	}
 	if got := e.std.JWKSFetches() - before; got < 3 {
 		t.Errorf("JWKS fetched %d times after three rotations, want at least 3", got)
@@ -175,20 +175,17 @@ func TestIdPDown(t *testing.T) {
 	e := newEnv(t)
 	tok := mint(t, e.std, userClaims(nil))
 	e.std.SetDown(true)
-	resp, err := e.inst.client.Check(context.Background(), checkRequest(bearer(tok), "/mcp", listTools))
-	if err != nil {
-		t.Fatal(err)
+	for _, tr := range transports() {
+		t.Run(tr.name, func(t *testing.T) {
+			assertAllowed(t, tr.check(t, e.inst, checkRequest(bearer(tok), "/mcp", listTools)), allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
+			o := tr.check(t, e.inst, checkRequest(bearer(mint(t, e.std, userClaims(nil), idp.WithKID("rotated-while-down"))), "/mcp", listTools))
+			assertDenied(t, o, denial{status: 401, errorCode: "invalid_token", description: "unknown signing key"})
+		})
 	}
-	assertAllowed(t, resp, allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
-	resp, err = e.inst.client.Check(context.Background(), checkRequest(bearer(mint(t, e.std, userClaims(nil), idp.WithKID("rotated-while-down"))), "/mcp", listTools))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertDenied(t, resp, denial{status: 401, errorCode: "invalid_token", description: "unknown signing key"})
 }
 
-// TestKeysUnavailable: an IdP never reached gives an error response (503), not an allow and not a 401,
-// and the service is not ready.
+// TestKeysUnavailable: an IdP never reached gives an error response (gRPC error_response UNAVAILABLE, HTTP
+// 503), not an allow and not a 401, and the service is not ready.
 func TestKeysUnavailable(t *testing.T) {
 	p := startIdP(t)
 	p.SetDown(true)
@@ -197,16 +194,16 @@ resources: [{url: %s}]
 issuers: [{discovery_url: %s/.well-known/openid-configuration}]
 policy: {paths: [%s]}
 `, resourceURL, p.Issuer(), policyDir(t, testData, nil)), false)
-	resp, err := inst.client.Check(context.Background(), checkRequest(bearer(mint(t, p, userClaims(nil))), "/mcp", listTools))
-	if err != nil {
-		t.Fatal(err)
-	}
-	er := resp.GetErrorResponse()
-	if er == nil || resp.GetStatus().GetCode() != int32(code.Code_UNAVAILABLE) {
-		t.Fatalf("want error_response with UNAVAILABLE, got %v", resp)
-	}
-	if er.GetStatus().GetCode() != 503 || !strings.Contains(er.GetBody(), "unavailable") {
-		t.Errorf("error response = %v", er)
+	for _, tr := range transports() {
+		t.Run(tr.name, func(t *testing.T) {
+			o := tr.check(t, inst, checkRequest(bearer(mint(t, p, userClaims(nil))), "/mcp", listTools))
+			if !o.unavailable || o.allowed {
+				t.Fatalf("want an unavailable error, got %+v", o)
+			}
+			if o.status != 503 || !strings.Contains(o.body, "unavailable") {
+				t.Errorf("error response = %+v", o)
+			}
+		})
 	}
 	status, body := get(t, inst.http+"/readyz")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, "not loaded") {

@@ -5,15 +5,21 @@ import (
 	"net/http"
 
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/forwardauth"
 	"github.com/mcp-authz/mcp-authz/policy"
 )
 
-// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness and metrics.
+// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness, metrics and the
+// HTTP authorization endpoint (package forwardauth) under /authz. /authz is for the front proxy only: it
+// trusts X-Original-* / X-Forwarded-* headers, so the listener must not be reachable by clients.
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
 	if h := s.telemetry.MetricsHandler(); h != nil {
 		mux.Handle("GET /metrics", h)
 	}
+	fa := forwardauth.New(s.authorizer, forwardauth.Prefix, s.cfg.MaxBodyBytes)
+	mux.Handle(forwardauth.Prefix, fa)
+	mux.Handle(forwardauth.Prefix+"/", fa)
 	mux.HandleFunc("GET "+authz.WellKnownPath, s.metadata)
 	mux.HandleFunc("GET "+authz.WellKnownPath+"/", s.metadata)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

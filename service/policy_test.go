@@ -118,11 +118,7 @@ func TestPolicyRuntimeErrorDenies(t *testing.T) {
 	dir := policyDir(t, testData, map[string]string{"conflict.rego": "package mcp.authz\n\nimport rego.v1\n\ndecision := {\"allow\": true, \"reason\": \"conflicting\"} if input.mcp.tool == \"conflict\"\n"})
 	inst := startService(t, fmt.Sprintf("resources: [{url: %s}]\nissuers: [{discovery_url: %s/.well-known/openid-configuration}]\npolicy: {paths: [%s]}\n", resourceURL, p.Issuer(), dir), true)
 	tok := mint(t, p, userClaims(nil))
-	resp, err := inst.client.Check(context.Background(), checkRequest(bearer(tok), "/mcp", callTool("conflict")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertDenied(t, resp, denial{status: 403, description: "policy evaluation failed"})
+	assertDenied(t, grpcCheck(t, inst, checkRequest(bearer(tok), "/mcp", callTool("conflict"))), denial{status: 403, description: "policy evaluation failed"})
 	d := inst.svc.Authorizer().Check(context.Background(), &authz.Request{
 		Method: "POST", Scheme: "https", Host: "mcp.example.com", Path: "/mcp", Resource: resourceURL,
 		Headers: map[string]string{"authorization": "Bearer " + tok, "content-type": "application/json"},
@@ -131,11 +127,7 @@ func TestPolicyRuntimeErrorDenies(t *testing.T) {
 	if d.Allow || d.Status != http.StatusForbidden || !strings.Contains(d.Reason, "policy error") || !strings.Contains(d.Reason, "conflict") {
 		t.Fatalf("decision = allow %v, status %d, reason %q", d.Allow, d.Status, d.Reason)
 	}
-	resp, err = inst.client.Check(context.Background(), checkRequest(bearer(tok), "/mcp", callTool("echo")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertAllowed(t, resp, allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
+	assertAllowed(t, grpcCheck(t, inst, checkRequest(bearer(tok), "/mcp", callTool("echo"))), allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
 }
 
 // TestPolicyBundleReadiness serves the shipped policies as an OPA bundle (built with OPA's loader): the
@@ -187,14 +179,6 @@ policy: {bundle: {url: %s, polling: {min_delay: 1s, max_delay: 1s}}}
 	if _, doc := readyz(t, inst); doc.Policy.Generation != 1 || doc.Policy.Revision != "2026-11-26.1" {
 		t.Fatalf("/readyz policy = %+v", doc.Policy)
 	}
-	resp, err = inst.client.Check(context.Background(), checkRequest(bearer(tok), "/mcp", listTools))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertAllowed(t, resp, allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
-	resp, err = inst.client.Check(context.Background(), checkRequest(bearer(tok), "/mcp", callTool("admin_reset")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertDenied(t, resp, denial{status: 403, errorCode: "insufficient_scope", description: "admin_reset", scope: "tools:admin tools:read tools:call"})
+	assertAllowed(t, grpcCheck(t, inst, checkRequest(bearer(tok), "/mcp", listTools)), allowed{headers: map[string]string{"x-mcp-subject": "alice"}})
+	assertDenied(t, grpcCheck(t, inst, checkRequest(bearer(tok), "/mcp", callTool("admin_reset"))), denial{status: 403, errorCode: "insufficient_scope", description: "admin_reset", scope: "tools:admin tools:read tools:call"})
 }

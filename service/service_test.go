@@ -23,7 +23,6 @@ import (
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/service"
 	"github.com/mcp-authz/mcp-authz/test/idp"
-	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -279,13 +278,13 @@ func TestDenyMatrix(t *testing.T) {
 		{"case-variant member hides the tool", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","NAME":"echo"}}`, denial{status: 403, errorCode: "insufficient_scope", scope: "tools:admin tools:read tools:call"}},
 		{"oversized body", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"` + strings.Repeat("x", 2<<20) + `"}}}`, denial{status: 413, errorCode: "invalid_request", description: "too large"}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, err := e.inst.client.Check(context.Background(), checkRequest(tc.headers, tc.path, tc.body))
-			if err != nil {
-				t.Fatalf("Check: %v", err)
+	for _, tr := range transports() {
+		t.Run(tr.name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					assertDenied(t, tr.check(t, e.inst, checkRequest(tc.headers, tc.path, tc.body)), tc.want)
+				})
 			}
-			assertDenied(t, resp, tc.want)
 		})
 	}
 }
@@ -314,25 +313,16 @@ func tamper(tok string) string {
 	return strings.Join(parts, ".")
 }
 
-func assertDenied(t *testing.T, resp *authv3.CheckResponse, want denial) {
+// assertDenied checks a deny as the client would get it: status, challenge, content-type and JSON-RPC body.
+func assertDenied(t *testing.T, o outcome, want denial) {
 	t.Helper()
-	denied := resp.GetDeniedResponse()
-	if denied == nil || resp.GetOkResponse() != nil {
-		t.Fatalf("want a denied response, got %v", resp)
+	if o.allowed || o.unavailable {
+		t.Fatalf("want a denied response, got %+v", o)
 	}
-	if resp.GetStatus().GetCode() == int32(code.Code_OK) {
-		t.Errorf("gRPC status OK on a deny")
+	if o.status != want.status {
+		t.Errorf("status = %d, want %d (body %s)", o.status, want.status, o.body)
 	}
-	if got := int(denied.GetStatus().GetCode()); got != want.status {
-		t.Errorf("status = %d, want %d (body %s)", got, want.status, denied.GetBody())
-	}
-	headers := map[string]string{}
-	for _, h := range denied.GetHeaders() {
-		if !overwrites(h) {
-			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD and no append", h.GetHeader().GetKey(), h.GetAppendAction())
-		}
-		headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-	}
+	headers := o.headers
 	if headers["content-type"] != "application/json" {
 		t.Errorf("content-type = %q", headers["content-type"])
 	}
@@ -357,11 +347,11 @@ func assertDenied(t *testing.T, resp *authv3.CheckResponse, want denial) {
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(denied.GetBody()), &body); err != nil {
-		t.Fatalf("body %q: %v", denied.GetBody(), err)
+	if err := json.Unmarshal([]byte(o.body), &body); err != nil {
+		t.Fatalf("body %q: %v", o.body, err)
 	}
 	if body.JSONRPC != "2.0" || body.Error.Code != -32001 || !strings.Contains(body.Error.Message, want.message) {
-		t.Errorf("body = %s", denied.GetBody())
+		t.Errorf("body = %s", o.body)
 	}
 	if want.id != "" && string(body.ID) != want.id {
 		t.Errorf("body id = %s, want %s", body.ID, want.id)

@@ -1,32 +1,75 @@
 #!/usr/bin/env bash
-# The local stack of `make run`: the development IdP and mcp-authz with the shipped policies, on 127.0.0.1.
-# Ctrl-C stops everything.
+# The local stack of `make run`, on 127.0.0.1: the development IdP (mcp-devidp), the example MCP server
+# (mcp-example-server), mcp-authz with the shipped policies and, when nginx is installed, nginx as the front
+# proxy asking mcp-authz's HTTP authorization endpoint. Ctrl-C stops everything.
+#
+#   client --> nginx 127.0.0.1:8000/mcp --(auth_request)--> mcp-authz 127.0.0.1:8080/authz
+#                 |                                           (gRPC ext_authz for Envoy: 127.0.0.1:9191)
+#                 +--> mcp-example-server 127.0.0.1:8001/mcp
+#   mcp-devidp 127.0.0.1:9000: the OpenID provider (approves every login as dev-user)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=bin
+logs=/tmp/mcp-authz-local
+mkdir -p "$logs"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$bin/mcp-devidp" -listen 127.0.0.1:9000 >/tmp/mcp-devidp.log 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:9000/.well-known/openid-configuration && break; sleep 0.1; done
+wait_for() { # url name
+  for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "$2 did not start; see $logs/" >&2
+  exit 1
+}
 
-"$bin/mcp-authz" serve --config deploy/local/config.yaml &
+"$bin/mcp-devidp" -listen 127.0.0.1:9000 >"$logs/mcp-devidp.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:8080/readyz && break; sleep 0.1; done
+wait_for http://127.0.0.1:9000/.well-known/openid-configuration mcp-devidp
+
+"$bin/mcp-example-server" -listen 127.0.0.1:8001 >"$logs/mcp-example-server.log" 2>&1 &
+pids+=($!)
+
+"$bin/mcp-authz" serve --config deploy/local/config.yaml >"$logs/mcp-authz.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:8080/readyz mcp-authz
+
+nginx_bin=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+if [ -n "$nginx_bin" ]; then
+  # The end-to-end suite's nginx configuration, rendered for the fixed local ports.
+  mkdir -p "$logs/nginx/tmp"
+  sed -e "s#{{.Dir}}#$logs/nginx#g" -e "s#{{.Port}}#8000#g" \
+      -e "s#{{.AuthzURL}}#http://127.0.0.1:8080#g" -e "s#{{.UpstreamURL}}#http://127.0.0.1:8001#g" \
+      test/e2e/testdata/nginx.conf.tmpl >"$logs/nginx/nginx.conf"
+  "$nginx_bin" -e stderr -c "$logs/nginx/nginx.conf" -p "$logs/nginx" >"$logs/nginx.log" 2>&1 &
+  pids+=($!)
+  wait_for http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp nginx
+  proxy="  front proxy      http://127.0.0.1:8000/mcp  (nginx, auth_request -> mcp-authz /authz)"
+else
+  proxy="  front proxy      none: nginx is not installed (apt-get install -y nginx), so http://127.0.0.1:8000/mcp is down;
+                   point Envoy's ext_authz filter at 127.0.0.1:9191 and route /mcp to 127.0.0.1:8001"
+fi
 
 cat <<MSG
 
 mcp-authz is ready.
+$proxy
   ext_authz gRPC   127.0.0.1:9191   (point Envoy's ext_authz filter here)
   metadata         http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp
-  development IdP  http://127.0.0.1:9000  (auto-approves logins as dev-user; logs in /tmp/mcp-devidp.log)
+  MCP server       http://127.0.0.1:8001/mcp  (mcp-example-server: list_files, echo, admin_reset; no auth of its own)
+  development IdP  http://127.0.0.1:9000  (auto-approves logins as dev-user)
+  logs             $logs/
 
-Try it:
-  curl -s http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp
+Connect a real MCP client (it gets 401, discovers the IdP, logs you in through your browser):
+  npx -y mcp-remote@0.15.1 http://127.0.0.1:8000/mcp --host 127.0.0.1
+  (or add to your MCP client's configuration: {"command": "npx", "args": ["-y", "mcp-remote@0.15.1", "http://127.0.0.1:8000/mcp", "--host", "127.0.0.1"]})
+
+Or by hand:
+  curl -si http://127.0.0.1:8000/mcp -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'     # 401 + WWW-Authenticate
   TOKEN=\$(curl -s -u demo-service:demo-secret -d grant_type=client_credentials \\
       -d scope='tools:read tools:call' -d resource=http://127.0.0.1:8000/mcp http://127.0.0.1:9000/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -s http://127.0.0.1:8000/mcp -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+      -H 'Accept: application/json, text/event-stream' \\
+      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
 
 Ctrl-C stops the stack.
 MSG

@@ -1,0 +1,104 @@
+// Package mcpserver is a small but real MCP server, built on the official MCP Go SDK (streamable HTTP
+// transport), that stands behind mcp-authz in the end-to-end tests and in `make run`. It offers three tools,
+// list_files, echo and admin_reset, and records the headers of every HTTP request it receives so tests can
+// check what the front proxy let through (identity headers in, Authorization out).
+//
+// It does no authorization of its own: it trusts the proxy in front of it, as any MCP server behind
+// mcp-authz does.
+package mcpserver
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// maxRecords bounds the request log; older records are dropped.
+const maxRecords = 512
+
+// Record is one HTTP request the server received.
+type Record struct {
+	// Method and Path of the request.
+	Method, Path string
+	// Header is a copy of the request headers.
+	Header http.Header
+}
+
+// Server is the example MCP server. It is safe for concurrent use.
+type Server struct {
+	handler http.Handler
+
+	mu      sync.Mutex
+	records []Record
+	resets  int
+}
+
+// fileList is what list_files returns: a fixed listing, the same on every machine.
+func fileList() []string { return []string{"README.md", "go.mod", "main.go", "notes/todo.txt"} }
+
+// New returns the server.
+func New() *Server {
+	s := &Server{}
+	srv := mcp.NewServer(&mcp.Implementation{Name: "mcp-example-server", Version: "1.0.0"}, nil)
+	mcp.AddTool(srv, &mcp.Tool{Name: "list_files", Description: "List the files of the example project."},
+		func(_ context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, listOut, error) {
+			return nil, listOut{Files: fileList()}, nil
+		})
+	mcp.AddTool(srv, &mcp.Tool{Name: "echo", Description: "Return the message it is given."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, echoOut, error) {
+			return nil, echoOut(in), nil
+		})
+	mcp.AddTool(srv, &mcp.Tool{Name: "admin_reset", Description: "Reset the server's request log (administrators only)."},
+		func(_ context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, resetOut, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.resets++
+			return nil, resetOut{Resets: s.resets}, nil
+		})
+	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	return s
+}
+
+type listOut struct {
+	Files []string `json:"files"`
+}
+
+type echoIn struct {
+	Message string `json:"message" jsonschema:"the message to return"`
+}
+
+type echoOut struct {
+	Message string `json:"message"`
+}
+
+type resetOut struct {
+	Resets int `json:"resets"`
+}
+
+// ServeHTTP records the request, then serves MCP's streamable HTTP transport.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if len(s.records) == maxRecords {
+		s.records = slices.Delete(s.records, 0, 1)
+	}
+	s.records = append(s.records, Record{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+	s.mu.Unlock()
+	s.handler.ServeHTTP(w, r)
+}
+
+// Records returns a copy of the requests received so far, oldest first.
+func (s *Server) Records() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.records)
+}
+
+// Resets returns how many times admin_reset ran.
+func (s *Server) Resets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resets
+}
