@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/test/benchenv"
@@ -13,5 +14,14 @@ type verifier interface {
 	Verify(ctx context.Context, raw, audience string) (*authz.Identity, *authz.Error)
 }
 
-// coldVerifier is a verifier that verifies every token afresh. Before the token cache there is only one kind.
-func coldVerifier(b *testing.B, e *benchenv.Env) verifier { return e.Verifier }
+// coldVerifier is a verifier of e's issuer without the token cache: every call verifies afresh, as the first
+// request with a token does.
+func coldVerifier(b *testing.B, e *benchenv.Env) verifier {
+	b.Helper()
+	is := e.Config.Issuers[0]
+	v, err := authz.NewVerifier(e.Config.Issuers, map[string]*authz.KeySet{is.Issuer: e.KeySet}, time.Duration(e.Config.Leeway), time.Now, authz.WithTokenCache(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
