@@ -96,7 +96,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		d.Identity = ident
 		return d
 	}
-	pd, err := a.policy.Evaluate(ctx, a.input(req, res, ident, msg))
+	pd, err := a.evaluate(ctx, req, res, ident, msg)
 	if err != nil {
 		d := deny(&Error{Status: http.StatusForbidden, Description: "policy evaluation failed"}, "Forbidden: policy evaluation failed")
 		d.Reason = fmt.Sprintf("policy error: %v", err)

@@ -62,11 +62,7 @@ func Load(ctx context.Context, paths []string, query string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policy data: %w", err)
 	}
-	pq, err := rego.New(
-		rego.Query(query),
-		rego.Compiler(compiler),
-		rego.Store(store),
-	).PrepareForEval(ctx)
+	pq, err := prepare(ctx, query, compiler, store)
 	if err != nil {
 		return nil, fmt.Errorf("prepare policy query %s: %w", query, err)
 	}
