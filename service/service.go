@@ -57,7 +57,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 	if err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(grpcOptions()...)
 	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer))
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
