@@ -29,20 +29,11 @@ func (a *Authorizer) evaluate(ctx context.Context, req *Request, res *resource, 
 // inputValue is the document of Authorizer.input as an ast.Value; both must stay the same document (see the
 // README "Policy input").
 func inputValue(req *Request, res *resource, id *Identity, msg *Message) (ast.Value, error) {
-	claims, err := ast.InterfaceToValue(id.Claims)
-	if err != nil {
-		return nil, err
-	}
-	scopes := make([]*ast.Term, len(id.Scopes))
-	for i, s := range id.Scopes {
-		scopes[i] = ast.StringTerm(s)
-	}
-	token := ast.NewObjectWithCapacity(5)
-	token.Insert(ast.InternedTerm("scopes"), ast.ArrayTerm(scopes...))
-	token.Insert(ast.InternedTerm("claims"), ast.NewTerm(claims))
-	for _, f := range [...]struct{ name, value string }{{"subject", id.Subject}, {"issuer", id.Issuer}, {"client_id", id.ClientID}} {
-		if f.value != "" {
-			token.Insert(ast.InternedTerm(f.name), ast.StringTerm(f.value))
+	token := id.policyToken
+	if token == nil {
+		var err error
+		if token, err = tokenValue(id); err != nil {
+			return nil, err
 		}
 	}
 	headers := ast.NewObjectWithCapacity(len(req.Headers))
@@ -78,4 +69,26 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message) (ast.Va
 		in.Insert(ast.InternedTerm("mcp"), ast.NewTerm(m))
 	}
 	return in, nil
+}
+
+// tokenValue is the `token` member of the policy input: subject, issuer, client_id (when set), scopes and
+// claims. OPA only reads it, so one value may serve concurrent evaluations.
+func tokenValue(id *Identity) (ast.Value, error) {
+	claims, err := ast.InterfaceToValue(id.Claims)
+	if err != nil {
+		return nil, err
+	}
+	scopes := make([]*ast.Term, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = ast.StringTerm(s)
+	}
+	token := ast.NewObjectWithCapacity(5)
+	token.Insert(ast.InternedTerm("scopes"), ast.ArrayTerm(scopes...))
+	token.Insert(ast.InternedTerm("claims"), ast.NewTerm(claims))
+	for _, f := range [...]struct{ name, value string }{{"subject", id.Subject}, {"issuer", id.Issuer}, {"client_id", id.ClientID}} {
+		if f.value != "" {
+			token.Insert(ast.InternedTerm(f.name), ast.StringTerm(f.value))
+		}
+	}
+	return token, nil
 }

@@ -55,6 +55,20 @@ func TestInputValue(t *testing.T) {
 			if got.Compare(want) != 0 {
 				t.Errorf("inputValue =\n%v\nwant\n%v", got, want)
 			}
+			// As for a cached token: the token member built once, then shared by the requests.
+			cached := *tc.id
+			if cached.policyToken, err = tokenValue(tc.id); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				got, err := inputValue(tc.req, tc.res, &cached, tc.msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Compare(want) != 0 {
+					t.Errorf("inputValue with a prebuilt token =\n%v\nwant\n%v", got, want)
+				}
+			}
 		})
 	}
 }

@@ -98,6 +98,7 @@ func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.T
 		return
 	}
 	entry := &cachedToken{issuer: t, version: version, token: tok, id: *id}
+	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[key]; ok { // verified twice concurrently: keep the slot, take the newer entry

@@ -130,7 +130,8 @@ func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 }
 
 // metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the
-// caller's identity and claims, for access logs and later filters.
+// caller's identity and claims, for access logs and later filters. Claims that cannot be represented are
+// left out; the rest is kept.
 func metadata(d *authz.Decision) *structpb.Struct {
 	id := d.Identity
 	if id == nil {
@@ -141,9 +142,6 @@ func metadata(d *authz.Decision) *structpb.Struct {
 		scopes[i] = s
 	}
 	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
-	if claims, err := structpb.NewValue(jsonSafe(id.Claims)); err == nil {
-		fields["claims"] = claims.AsInterface()
-	}
 	if d.MCP != nil {
 		fields["mcp_method"] = d.MCP.Method
 		if d.MCP.Tool != "" {
@@ -153,6 +151,9 @@ func metadata(d *authz.Decision) *structpb.Struct {
 	s, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil
+	}
+	if claims, err := claimsValue(id.Claims); err == nil {
+		s.Fields["claims"] = claims
 	}
 	return s
 }

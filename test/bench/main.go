@@ -361,7 +361,9 @@ func run(o options) (int, error) {
 		if m, err := c.memStats(true); err == nil {
 			t.heapEnd = m.HeapInuse
 		}
-		fmt.Fprintf(os.Stderr, "half-rate %-18s %9.0f checks/s  p99 %v\n", kind, t.half.rate(), t.half.percentile(0.99).Round(time.Microsecond))
+		fmt.Fprintf(os.Stderr, "half-rate %-18s %9.0f checks/s  p50 %v p90 %v p99 %v p99.9 %v max %v\n", kind, t.half.rate(),
+			t.half.percentile(0.50).Round(time.Microsecond), t.half.percentile(0.90).Round(time.Microsecond), t.half.percentile(0.99).Round(time.Microsecond),
+			t.half.percentile(0.999).Round(time.Microsecond), t.half.percentile(1).Round(time.Microsecond))
 	}
 	return report(os.Stdout, o, results), nil
 }
