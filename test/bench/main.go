@@ -58,6 +58,7 @@ type options struct {
 	policies    string
 	authzLog    string
 	cpuProfile  string
+	soak        time.Duration
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.policies, "policies", "deploy/policies", "the shipped policy folder")
 	flag.StringVar(&o.authzLog, "authz-log", "info", "mcp-authz decision log level (info logs every decision, to a file); off discards the log")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mcp-authz during its first saturation run to this file")
+	flag.DurationVar(&o.soak, "soak", 0, "after the table, drive mcp-authz at half saturation this long, printing its RSS and heap every tenth of it")
 	flag.StringVar(&so.kind, "serve", "", "internal: run one target server (child process)")
 	flag.StringVar(&so.issuer, "issuer", "", "internal: issuer URL")
 	flag.StringVar(&so.jwksFile, "jwks", "", "internal: JWKS file of the baseline")
@@ -365,7 +367,34 @@ func run(o options) (int, error) {
 			t.half.percentile(0.50).Round(time.Microsecond), t.half.percentile(0.90).Round(time.Microsecond), t.half.percentile(0.99).Round(time.Microsecond),
 			t.half.percentile(0.999).Round(time.Microsecond), t.half.percentile(1).Round(time.Microsecond))
 	}
-	return report(os.Stdout, o, results), nil
+	status := report(os.Stdout, o, results)
+	if c, ok := children["mcp-authz"]; ok && o.soak > 0 {
+		if soakStatus := soak(ctx, c, corpus, o, results["mcp-authz"].halfRate); soakStatus != 0 {
+			status = soakStatus
+		}
+	}
+	return status, nil
+}
+
+// soak drives mcp-authz at rate for o.soak in ten steps and prints its RSS and heap (after a collection)
+// after each step: sustained load must leave memory flat. Decisions are checked as in the runs.
+func soak(ctx context.Context, c *child, corpus []benchenv.Case, o options, rate float64) int {
+	step := o.soak / 10
+	var rss, heap []string
+	status := 0
+	for range 10 {
+		r := fixedRate(ctx, c.client, corpus, true, max(o.concurrency, 64), rate, step)
+		if r.mismatches > 0 || r.rpcErrors > 0 {
+			status = 1
+		}
+		rss = append(rss, fmt.Sprintf("%.1f", float64(c.rssKiB())/1024))
+		if m, err := c.memStats(true); err == nil {
+			heap = append(heap, fmt.Sprintf("%.1f", float64(m.HeapInuse)/(1<<20)))
+		}
+	}
+	fmt.Printf("soak: mcp-authz at %.0f checks/s for %v; every %v: RSS MiB %s; heap in use after GC MiB %s\n",
+		rate, o.soak, step, strings.Join(rss, " "), strings.Join(heap, " "))
+	return status
 }
 
 // sent adds the errors and mismatches of one run.
