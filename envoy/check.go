@@ -118,13 +118,15 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 	}
 }
 
+// headerOptions converts headers to set, allocating the messages in two blocks rather than two per header.
 func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	values := make([]corev3.HeaderValue, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		values[i].Key, values[i].Value = h.Name, h.Value
+		opts[i].Header, opts[i].AppendAction = &values[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
 	}
 	return out
 }
