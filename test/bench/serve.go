@@ -21,13 +21,12 @@ import (
 
 // serveOptions configure one server child process.
 type serveOptions struct {
-	kind      string // floor, baseline, baseline-jwtcache or mcp-authz
-	issuer    string
-	policies  string
-	jwksFile  string
-	dataFile  string
-	logLevel  string // mcp-authz decision log level; "off" discards the log
-	logToFile string
+	kind     string // floor, baseline, baseline-jwtcache or mcp-authz
+	issuer   string
+	policies string
+	jwksFile string
+	dataFile string
+	logLevel string // mcp-authz decision log level; "off" discards the log
 }
 
 // memStats is what a child reports of its Go runtime, for allocations per check and heap size.
