@@ -105,6 +105,7 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 type cacheFixture struct {
 	keys          *keyServer
 	minter        *idp.Provider // mints for the key server's issuer
+	issuer        config.Issuer
 	keySet        *authz.KeySet
 	cached, fresh *authz.Verifier
 	clock         *clock
@@ -123,6 +124,7 @@ func newCacheFixture(t *testing.T, signing ...jwk.Key) *cacheFixture {
 		RequiredType: "at+jwt", Algorithms: []string{"RS256"},
 		RefreshInterval: config.Duration(time.Hour), MinRefreshInterval: config.Duration(time.Millisecond),
 	}
+	f.issuer = is
 	f.keySet = authz.NewKeySet(is, &http.Client{Timeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if _, err := f.keySet.Keys(context.Background(), ""); err != nil {
 		t.Fatal(err)
@@ -305,4 +307,39 @@ func sameIdentity(a, b *authz.Identity) bool {
 	}
 	return a.Subject == b.Subject && a.Issuer == b.Issuer && a.ClientID == b.ClientID && a.Email == b.Email &&
 		reflect.DeepEqual(a.Scopes, b.Scopes) && reflect.DeepEqual(a.Claims, b.Claims) && a.Expiry.Equal(b.Expiry)
+}
+
+// TestTokenCacheConcurrent verifies cached tokens from several goroutines while the key set rotates and the
+// cache evicts (run with -race): both keys stay published, so every token must stay valid.
+func TestTokenCacheConcurrent(t *testing.T) {
+	old, next := rsaKey(t, "old"), rsaKey(t, "next")
+	f := newCacheFixture(t, old, next)
+	keys := map[string]*authz.KeySet{f.keys.url: f.keySet}
+	small, err := authz.NewVerifier([]config.Issuer{f.issuer}, keys, leeway, f.clock.Now, authz.WithTokenCache(2)) // evicts
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []string{f.mint(t, old, map[string]any{"sub": "a"}), f.mint(t, next, map[string]any{"sub": "b"}), f.mint(t, old, map[string]any{"sub": "c"})}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				tok := tokens[(g+i)%len(tokens)]
+				id, verr := small.Verify(context.Background(), tok, cacheResource)
+				if verr != nil || id == nil || id.Subject == "" {
+					t.Errorf("Verify: %v, %v", id, verr)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 5 {
+			f.refreshKeys(t)
+		}
+	})
+	wg.Wait()
+	if n := small.CachedTokens(); n > 2 {
+		t.Errorf("%d tokens cached, size 2", n)
+	}
 }

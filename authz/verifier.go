@@ -128,6 +128,35 @@ func (v *Verifier) validate(tok jwt.Token) *Error {
 	}
 }
 
+// surelyExpired reports, from the (not yet verified) claims, whether validate would refuse the token as
+// expired whatever its signature: integer exp, not 0, at or before now minus the leeway (truncated to the
+// second, as validate does), and no iat in the future (validate checks iat first). A token refused here costs
+// no signature check; any other token goes the whole way.
+func (v *Verifier) surelyExpired(claims map[string]any) bool {
+	exp, ok := unixClaim(claims, "exp")
+	if !ok || exp == 0 {
+		return false
+	}
+	now := v.now().Truncate(time.Second)
+	if _, present := claims["iat"]; present {
+		iat, ok := unixClaim(claims, "iat")
+		if !ok || iat != 0 && now.Before(time.Unix(iat, 0).Add(-v.leeway)) {
+			return false
+		}
+	}
+	return !now.Before(time.Unix(exp, 0).Add(v.leeway))
+}
+
+// unixClaim reads an integer NumericDate claim.
+func unixClaim(claims map[string]any, name string) (int64, bool) {
+	n, ok := claims[name].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := n.Int64()
+	return i, err == nil
+}
+
 func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *Error {
 	if len(aud) == 0 {
 		if clientID != "" && t.noAudience[clientID] {
@@ -185,6 +214,9 @@ func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 	}
 	if len(h.Critical()) > 0 {
 		return errInvalidToken("unsupported critical header")
+	}
+	if c.v.surelyExpired(c.claims) {
+		return errInvalidToken("token expired") // refused before any key lookup or signature check
 	}
 	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
 	keys, err := t.keys.Keys(ctx, h.KeyID())
