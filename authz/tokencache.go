@@ -35,8 +35,9 @@ func WithTokenCache(size int) VerifierOption {
 //     that differs in any byte, such as the same claims with another signature, is a different entry.
 //   - An entry records the version of its issuer's key set seen before the signing key was looked up; when
 //     the key set has changed since (rotation, refresh), the entry is dropped and the token verified afresh.
-//   - A hit re-checks the time-based claims (exp, nbf, iat with the leeway) on the current clock with the
-//     very code of a fresh verification, and the audience against the resource of this request.
+//   - A hit re-checks the time-based claims (exp, nbf, iat with the leeway) on the current clock: inside the
+//     window where a fresh verification accepts them (computed once, to the second, as jwt.Validate does),
+//     else with the very code of a fresh verification; and the audience against the resource of this request.
 //   - An entry is never used at or after the token's exp, and never kept for a failed verification.
 //   - The cache holds at most size entries; the oldest entry is evicted first (FIFO).
 type tokenCache struct {
@@ -54,6 +55,9 @@ type cachedToken struct {
 	token   jwt.Token // the parsed token, for its time-based claims and audience
 	id      Identity  // what the fresh verification returned
 	slot    int       // index in order
+	// validFrom and validUntil bound the clock (truncated to the second) for which validate accepts the token:
+	// from max(iat, nbf) minus the leeway (zero: no bound) to exp plus the leeway, exclusive.
+	validFrom, validUntil time.Time
 }
 
 func newTokenCache(size int) *tokenCache {
@@ -83,8 +87,10 @@ func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string)
 		c.remove(key, entry)
 		return nil, nil, false
 	}
-	if e := v.validate(entry.token); e != nil {
-		return nil, e, true
+	if now := v.now().Truncate(time.Second); entry.validFrom.After(now) || !now.Before(entry.validUntil) {
+		if e := v.validate(entry.token); e != nil { // outside the window: the very answer of a fresh verification
+			return nil, e, true
+		}
 	}
 	if e := entry.issuer.checkAudience(entry.token.Audience(), entry.id.ClientID, audience); e != nil {
 		return nil, e, true
@@ -95,11 +101,12 @@ func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string)
 
 // add remembers a token that passed verification at time now under the key set version `version` of
 // issuer t. A token already at or past its exp (accepted within the leeway) is not remembered.
-func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.Time, tok jwt.Token, id *Identity, now time.Time) {
+func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.Time, tok jwt.Token, id *Identity, now time.Time, leeway time.Duration) {
 	if c == nil || version.IsZero() || !now.Before(id.Expiry) {
 		return
 	}
 	entry := &cachedToken{issuer: t, version: version, token: tok, id: *id}
+	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
 	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -117,6 +124,23 @@ func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.T
 	c.order[c.next], c.used[c.next] = key, true
 	c.entries[key] = entry
 	c.next = (c.next + 1) % len(c.order)
+}
+
+// validityWindow is the range of clock readings, truncated to the second, for which Verifier.validate
+// accepts tok: jwt.Validate refuses iat or nbf after now plus the leeway and exp at or before now minus the
+// leeway, all truncated to the second, and ignores a zero claim.
+func validityWindow(tok jwt.Token, leeway time.Duration) (from, until time.Time) {
+	for _, t := range []time.Time{tok.IssuedAt(), tok.NotBefore()} {
+		if !t.IsZero() && t.Unix() != 0 {
+			if lo := t.Truncate(time.Second).Add(-leeway); lo.After(from) {
+				from = lo
+			}
+		}
+	}
+	if exp := tok.Expiration(); !exp.IsZero() && exp.Unix() != 0 {
+		until = exp.Truncate(time.Second).Add(leeway)
+	}
+	return from, until
 }
 
 // remove drops entry, unless another entry has replaced it meanwhile.

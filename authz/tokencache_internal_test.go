@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
 // TestTokenCacheBounded checks that the cache never holds more than its size and evicts the oldest first.
@@ -24,8 +26,8 @@ func TestTokenCacheBounded(t *testing.T) {
 			keys := make([][sha256.Size]byte, tc.adds)
 			for i := range tc.adds {
 				keys[i] = tokenKey(fmt.Sprintf("token-%d", i))
-				c.add(keys[i], &trustedIssuer{}, now, nil, &Identity{Expiry: now.Add(time.Hour)}, now)
-				c.add(keys[i], &trustedIssuer{}, now, nil, &Identity{Expiry: now.Add(time.Hour)}, now) // twice: one slot
+				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
+				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute) // twice: one slot
 				if n := c.len(); n > tc.size {
 					t.Fatalf("after %d adds: %d entries, size %d", i+1, n, tc.size)
 				}
@@ -55,7 +57,7 @@ func TestTokenCacheRefusesUnfitEntries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTokenCache(4)
-			c.add(tokenKey("t"), &trustedIssuer{}, tc.version, nil, &Identity{Expiry: tc.expiry}, now)
+			c.add(tokenKey("t"), &trustedIssuer{}, tc.version, jwt.New(), &Identity{Expiry: tc.expiry}, now, time.Minute)
 			if c.len() != 0 {
 				t.Errorf("entry added")
 			}

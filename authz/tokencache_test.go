@@ -186,39 +186,52 @@ func (f *cacheFixture) assertSameAsFresh(t *testing.T, tok, audience string) str
 
 // TestTokenCacheTimeValidity checks that a cached token gets, at every instant, the answer of a fresh
 // verification: refused once expired (past the leeway), and refused while the clock is before its nbf or
-// iat minus the leeway even though it is in the cache.
+// iat minus the leeway even though it is in the cache; at whole and at fractional seconds around each bound.
 func TestTokenCacheTimeValidity(t *testing.T) {
 	key := rsaKey(t, "k1")
 	f := newCacheFixture(t, key)
-	t0 := f.clock.Now()
+	t0 := f.clock.Now() // a whole second
 	exp := t0.Add(10 * time.Minute)
-	tok := f.mint(t, key, map[string]any{"nbf": t0.Unix()})
+	nbf := t0.Add(2 * time.Minute)
+	issuedNow := f.mint(t, key, map[string]any{"nbf": t0.Unix()})
+	notBeforeLater := f.mint(t, key, map[string]any{"nbf": nbf.Unix()}) // iat t0, nbf two minutes later
+	half := 500 * time.Millisecond
 	tests := []struct {
-		name string
-		at   time.Time
-		want string // error description, "" for a valid token
+		name   string
+		token  string
+		warmAt time.Time // when it is verified, and cached
+		at     time.Time
+		want   string // error description, "" for a valid token
 	}{
-		{"just verified", t0, ""},
-		{"one second before exp", exp.Add(-time.Second), ""},
-		{"at exp, within the leeway", exp, ""},
-		{"past exp, within the leeway", exp.Add(leeway - time.Second), ""},
-		{"expired past the leeway", exp.Add(leeway), "token expired"},
-		{"an hour after exp", exp.Add(time.Hour), "token expired"},
-		{"clock back before nbf, within the leeway", t0.Add(-leeway + time.Second), ""},
-		{"clock back before nbf and iat, past the leeway", t0.Add(-leeway - time.Second), "token issued in the future"},
+		{"just verified", issuedNow, t0, t0, ""},
+		{"one second before exp", issuedNow, t0, exp.Add(-time.Second), ""},
+		{"at exp, within the leeway", issuedNow, t0, exp, ""},
+		{"past exp, within the leeway", issuedNow, t0, exp.Add(leeway - time.Second), ""},
+		{"half a second before exp plus the leeway", issuedNow, t0, exp.Add(leeway - half), ""},
+		{"expired past the leeway", issuedNow, t0, exp.Add(leeway), "token expired"},
+		{"expired past the leeway and half a second", issuedNow, t0, exp.Add(leeway + half), "token expired"},
+		{"an hour after exp", issuedNow, t0, exp.Add(time.Hour), "token expired"},
+		{"clock back before nbf, within the leeway", issuedNow, t0, t0.Add(-leeway + time.Second), ""},
+		{"clock back to iat minus the leeway plus half a second", issuedNow, t0, t0.Add(-leeway + half), ""},
+		{"clock back to iat minus the leeway minus half a second", issuedNow, t0, t0.Add(-leeway - half), "token issued in the future"},
+		{"clock back before nbf and iat, past the leeway", issuedNow, t0, t0.Add(-leeway - time.Second), "token issued in the future"},
+		{"later nbf: valid", notBeforeLater, nbf, nbf.Add(time.Minute), ""},
+		{"later nbf: clock back within the leeway", notBeforeLater, nbf, nbf.Add(-leeway + half), ""},
+		{"later nbf: clock back past the leeway", notBeforeLater, nbf, nbf.Add(-leeway - half), "token not yet valid"},
+		{"later nbf: clock back before iat too", notBeforeLater, nbf, t0.Add(-leeway - time.Second), "token issued in the future"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f.clock.Set(t0)
-			if d := f.assertSameAsFresh(t, tok, cacheResource); d != "" {
+			f.clock.Set(tc.warmAt)
+			if d := f.assertSameAsFresh(t, tc.token, cacheResource); d != "" {
 				t.Fatalf("valid token refused: %s", d)
 			}
-			if n := f.cached.CachedTokens(); n != 1 {
-				t.Fatalf("%d tokens cached, want 1", n)
+			if n := f.cached.CachedTokens(); n < 1 {
+				t.Fatalf("token not cached")
 			}
 			f.clock.Set(tc.at)
-			if got := f.assertSameAsFresh(t, tok, cacheResource); got != tc.want {
-				t.Errorf("at %v: %q, want %q", tc.at.Sub(t0), got, tc.want)
+			if got := f.assertSameAsFresh(t, tc.token, cacheResource); got != tc.want {
+				t.Errorf("at %v from t0: %q, want %q", tc.at.Sub(t0), got, tc.want)
 			}
 		})
 	}

@@ -105,7 +105,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if err := t.checkAudience(tok.Audience(), id.ClientID, audience); err != nil {
 		return nil, err
 	}
-	v.cache.add(key, t, kp.version, tok, id, v.now())
+	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
 	return id, nil
 }
 
