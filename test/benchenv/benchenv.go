@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -241,6 +240,3 @@ func CheckRequest(token, body string) *authv3.CheckRequest {
 		}},
 	}}
 }
-
-// Bearer is the Authorization header value for tok.
-func Bearer(tok string) string { return "Bearer " + strings.TrimSpace(tok) }
