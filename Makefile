@@ -3,7 +3,7 @@ export GOFLAGS := -buildvcs=false
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: run test test-tools test-unit test-deploy test-e2e lint build tools clean
+.PHONY: run test test-tools test-unit test-deploy test-e2e lint build tools clean bench bench-go
 
 ## build: the mcp-authz binary, the development IdP and the example MCP server, once per run
 build:
@@ -33,6 +33,18 @@ test-deploy:
 ## test-e2e: the end-to-end suite alone, verbose
 test-e2e:
 	$(GO) test -race -count=1 -v ./test/e2e
+
+## bench: the load benchmark (test/bench): mcp-authz against a do-nothing ext_authz server (the floor) and an
+## OPA-Envoy style baseline, same corpus, same load generator; prints one table with the ratios. Exit 1 when
+## an answer is not the expected decision. BENCH_FLAGS=-duration=10s -rounds=5 -cpuprofile=cpu.prof ...
+BENCH_FLAGS ?= -duration=5s -rounds=3
+bench:
+	$(GO) run ./test/bench $(BENCH_FLAGS)
+
+## bench-go: the Go benchmarks of the decision path pieces, benchstat-ready (BENCH_COUNT runs of each)
+BENCH_COUNT ?= 6
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./authz ./policy ./envoy
 
 ## lint: gofmt, go vet and staticcheck (built from the tools module)
 lint:

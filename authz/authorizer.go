@@ -120,7 +120,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		d.Identity = ident
 		return d
 	}
-	pd, err := a.evaluate(ctx, a.input(req, res, ident, msg))
+	pd, err := a.evaluate(ctx, req, res, ident, msg)
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) { // a bundle not yet downloaded: mcp-authz cannot decide yet
 			d := deny(errUnavailable("no policy loaded yet"), "Service Unavailable: no policy loaded yet")
@@ -170,7 +170,8 @@ func stepUpScope(required, held, supported []string) string {
 // allow builds the allow decision: identity headers set, the client's Authorization and any copy of an
 // identity header we do not set removed, the policy's own headers added.
 func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[string]string) *Decision {
-	d := &Decision{Allow: true, Status: http.StatusOK, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg}
+	d := &Decision{Allow: true, Status: http.StatusOK, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg,
+		Headers: make([]Header, 0, len(a.identity)+len(extra)), RemoveHeaders: make([]string, 0, len(a.identity)+1)}
 	set := func(name, value string) {
 		if value != "" {
 			d.Headers = append(d.Headers, Header{name, value})

@@ -56,7 +56,11 @@ func isB64Token(s string) bool {
 	i := 0
 	for ; i < len(s); i++ {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+		set := b64TokenLow
+		if c >= 64 {
+			set = b64TokenHigh
+		}
+		if c >= 128 || set&(1<<(c&63)) == 0 {
 			break
 		}
 	}
@@ -70,3 +74,11 @@ func isB64Token(s string) bool {
 	}
 	return true
 }
+
+// b64TokenLow and b64TokenHigh are the b64token characters before the "=" padding (ALPHA / DIGIT / "-" /
+// "." / "_" / "~" / "+" / "/") as bit sets over ASCII: bit c&63 is set for each such character c below 64
+// (b64TokenLow) and from 64 to 127 (b64TokenHigh).
+const (
+	b64TokenLow  uint64 = 1<<'+' | 1<<'-' | 1<<'.' | 1<<'/' | (1<<10-1)<<'0'
+	b64TokenHigh uint64 = 1<<('_'-64) | 1<<('~'-64) | (1<<26-1)<<('A'-64) | (1<<26-1)<<('a'-64)
+)

@@ -3,6 +3,8 @@ package authz
 import (
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Identity is what a verified token says about the caller, with the claim names of the different IdPs
@@ -18,6 +20,10 @@ type Identity struct {
 	Claims map[string]any
 	// Expiry is the token's exp.
 	Expiry time.Time
+
+	// policyToken is the `token` member of the policy input built from the fields above: the token cache
+	// builds it once per token, so requests with a cached token do not rebuild it; nil otherwise.
+	policyToken ast.Value
 }
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}

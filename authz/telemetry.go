@@ -224,14 +224,14 @@ func (a *Authorizer) verify(ctx context.Context, raw, audience string) (*Identit
 }
 
 // evaluate runs the policy inside a span.
-func (a *Authorizer) evaluate(ctx context.Context, input map[string]any) (policy.Decision, error) {
+func (a *Authorizer) evaluate(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
 	t := a.tel
 	if t == nil || t.tracer == nil {
-		return a.policy.Evaluate(ctx, input)
+		return a.evaluatePolicy(ctx, req, res, id, msg)
 	}
 	ctx, span := t.tracer.Start(ctx, spanPolicy)
 	defer span.End()
-	decision, err := a.policy.Evaluate(ctx, input)
+	decision, err := a.evaluatePolicy(ctx, req, res, id, msg)
 	if err != nil {
 		span.SetStatus(codes.Error, redactTokens(err.Error()))
 		return decision, err

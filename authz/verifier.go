@@ -25,6 +25,7 @@ type Verifier struct {
 	issuers map[string]*trustedIssuer
 	leeway  time.Duration
 	now     func() time.Time
+	cache   *tokenCache // verified tokens (tokencache.go); nil when disabled
 }
 
 type trustedIssuer struct {
@@ -34,9 +35,13 @@ type trustedIssuer struct {
 	noAudience map[string]bool
 }
 
-// NewVerifier returns a Verifier trusting the given issuers, each with its key set (keyed by issuer).
-func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.Duration, now func() time.Time) (*Verifier, error) {
-	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now}
+// NewVerifier returns a Verifier trusting the given issuers, each with its key set (keyed by issuer). It
+// caches verified tokens (DefaultTokenCacheSize of them) unless an option says otherwise.
+func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.Duration, now func() time.Time, opts ...VerifierOption) (*Verifier, error) {
+	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now, cache: newTokenCache(DefaultTokenCacheSize)}
+	for _, opt := range opts {
+		opt(v)
+	}
 	for _, is := range issuers {
 		ks, ok := keys[is.Issuer]
 		if !ok {
@@ -74,6 +79,10 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if strings.Count(raw, ".") != 2 {
 		return nil, errInvalidToken("malformed token: not a compact JWS")
 	}
+	key := tokenKey(raw)
+	if id, e, ok := v.cache.verify(v, key, audience); ok {
+		return id, e
+	}
 	kp := &keyChoice{v: v}
 	tok, err := jwt.ParseString(raw, jwt.WithContext(ctx), jwt.WithKeyProvider(kp), jwt.WithValidate(false))
 	if err != nil {
@@ -90,26 +99,64 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 		}
 	}
 	t := kp.issuer
-	if err := jwt.Validate(tok, jwt.WithAcceptableSkew(v.leeway), jwt.WithClock(jwt.ClockFunc(v.now)), jwt.WithRequiredClaim("exp")); err != nil {
-		switch {
-		case errors.Is(err, jwt.ErrTokenExpired()):
-			return nil, errInvalidToken("token expired")
-		case errors.Is(err, jwt.ErrTokenNotYetValid()):
-			return nil, errInvalidToken("token not yet valid")
-		case errors.Is(err, jwt.ErrInvalidIssuedAt()):
-			return nil, errInvalidToken("token issued in the future")
-		case errors.Is(err, jwt.ErrMissingRequiredClaim("exp")):
-			return nil, errInvalidToken("token has no exp claim")
-		default:
-			return nil, errInvalidToken("invalid claims")
-		}
+	if e := v.validate(tok); e != nil {
+		return nil, e
 	}
 	id := newIdentity(kp.claims)
 	id.Expiry = tok.Expiration()
 	if err := t.checkAudience(tok.Audience(), id.ClientID, audience); err != nil {
 		return nil, err
 	}
+	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
 	return id, nil
+}
+
+// validate checks the time-based claims (exp, required; nbf; iat) against the clock, with the leeway.
+func (v *Verifier) validate(tok jwt.Token) *Error {
+	err := jwt.Validate(tok, jwt.WithAcceptableSkew(v.leeway), jwt.WithClock(jwt.ClockFunc(v.now)), jwt.WithRequiredClaim("exp"))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		return errInvalidToken("token expired")
+	case errors.Is(err, jwt.ErrTokenNotYetValid()):
+		return errInvalidToken("token not yet valid")
+	case errors.Is(err, jwt.ErrInvalidIssuedAt()):
+		return errInvalidToken("token issued in the future")
+	case errors.Is(err, jwt.ErrMissingRequiredClaim("exp")):
+		return errInvalidToken("token has no exp claim")
+	default:
+		return errInvalidToken("invalid claims")
+	}
+}
+
+// surelyExpired reports, from the (not yet verified) claims, whether validate would refuse the token as
+// expired whatever its signature: integer exp, not 0, at or before now minus the leeway (truncated to the
+// second, as validate does), and no iat in the future (validate checks iat first). A token refused here costs
+// no signature check; any other token goes the whole way.
+func (v *Verifier) surelyExpired(claims map[string]any) bool {
+	exp, ok := unixClaim(claims, "exp")
+	if !ok || exp == 0 {
+		return false
+	}
+	now := v.now().Truncate(time.Second)
+	if _, present := claims["iat"]; present {
+		iat, ok := unixClaim(claims, "iat")
+		if !ok || iat != 0 && now.Before(time.Unix(iat, 0).Add(-v.leeway)) {
+			return false
+		}
+	}
+	return !now.Before(time.Unix(exp, 0).Add(v.leeway))
+}
+
+// unixClaim reads an integer NumericDate claim.
+func unixClaim(claims map[string]any, name string) (int64, bool) {
+	n, ok := claims[name].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := n.Int64()
+	return i, err == nil
 }
 
 func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *Error {
@@ -135,9 +182,10 @@ func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *
 // the header against that issuer's rules, and offers only keys from the issuer's own key set. Header
 // fields that point at other keys (`jku`, `x5u`, `jwk`) are never used.
 type keyChoice struct {
-	v      *Verifier
-	issuer *trustedIssuer
-	claims map[string]any
+	v       *Verifier
+	issuer  *trustedIssuer
+	claims  map[string]any
+	version time.Time // the issuer's key set version before its keys were looked up
 }
 
 // FetchKeys implements jws.KeyProvider.
@@ -169,6 +217,10 @@ func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 	if len(h.Critical()) > 0 {
 		return errInvalidToken("unsupported critical header")
 	}
+	if c.v.surelyExpired(c.claims) {
+		return errInvalidToken("token expired") // refused before any key lookup or signature check
+	}
+	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
 	keys, err := t.keys.Keys(ctx, h.KeyID())
 	if err != nil {
 		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer))

@@ -123,19 +123,22 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 	}
 }
 
+// headerOptions converts headers to set, allocating the messages in two blocks rather than two per header.
 func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	values := make([]corev3.HeaderValue, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		values[i].Key, values[i].Value = h.Name, h.Value
+		opts[i].Header, opts[i].AppendAction = &values[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
 	}
 	return out
 }
 
 // metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the
-// caller's identity and claims, for access logs and later filters.
+// caller's identity and claims, for access logs and later filters. Claims that cannot be represented are
+// left out; the rest is kept.
 func metadata(d *authz.Decision) *structpb.Struct {
 	id := d.Identity
 	if id == nil {
@@ -146,9 +149,6 @@ func metadata(d *authz.Decision) *structpb.Struct {
 		scopes[i] = s
 	}
 	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
-	if claims, err := structpb.NewValue(jsonSafe(id.Claims)); err == nil {
-		fields["claims"] = claims.AsInterface()
-	}
 	if d.MCP != nil {
 		fields["mcp_method"] = d.MCP.Method
 		if d.MCP.Tool != "" {
@@ -158,6 +158,9 @@ func metadata(d *authz.Decision) *structpb.Struct {
 	s, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil
+	}
+	if claims, err := claimsValue(id.Claims); err == nil {
+		s.Fields["claims"] = claims
 	}
 	return s
 }

@@ -1,26 +1,44 @@
 package envoy
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
 
-// jsonSafe converts decoded JSON (which may hold json.Number) into the types structpb accepts.
-func jsonSafe(v any) any {
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// claimsValue converts decoded JSON claims (which may hold json.Number) into a structpb.Value in one pass,
+// with structpb.NewValue's rules: an error on a string or key that is not valid UTF-8.
+func claimsValue(v any) (*structpb.Value, error) {
 	switch v := v.(type) {
 	case map[string]any:
-		out := make(map[string]any, len(v))
+		fields := make(map[string]*structpb.Value, len(v))
 		for k, e := range v {
-			out[k] = jsonSafe(e)
+			if !utf8.ValidString(k) {
+				return nil, fmt.Errorf("invalid UTF-8 in key %q", k)
+			}
+			ev, err := claimsValue(e)
+			if err != nil {
+				return nil, err
+			}
+			fields[k] = ev
 		}
-		return out
+		return structpb.NewStructValue(&structpb.Struct{Fields: fields}), nil
 	case []any:
-		out := make([]any, len(v))
+		values := make([]*structpb.Value, len(v))
 		for i, e := range v {
-			out[i] = jsonSafe(e)
+			ev, err := claimsValue(e)
+			if err != nil {
+				return nil, err
+			}
+			values[i] = ev
 		}
-		return out
+		return structpb.NewListValue(&structpb.ListValue{Values: values}), nil
 	case json.Number:
 		f, _ := v.Float64()
-		return f
+		return structpb.NewNumberValue(f), nil
 	default:
-		return v
+		return structpb.NewValue(v)
 	}
 }

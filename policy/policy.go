@@ -105,11 +105,7 @@ func FromBundle(ctx context.Context, b *bundle.Bundle, query string) (*Policy, e
 
 // prepare builds one generation from a compiled module set and its data.
 func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, query string, files int) (*Policy, error) {
-	pq, err := rego.New(
-		rego.Query(query),
-		rego.Compiler(compiler),
-		rego.Store(store),
-	).PrepareForEval(ctx)
+	pq, err := prepareQuery(ctx, query, compiler, store)
 	if err != nil {
 		return nil, fmt.Errorf("prepare policy query %s: %w", query, err)
 	}
@@ -168,13 +164,14 @@ type Explanation struct {
 // Explain evaluates query (the decision query when empty) on input and returns its raw value, with OPA's
 // evaluation trace when trace is true. It is for tooling (`mcp-authz policy eval`), not the request path.
 func (p *Policy) Explain(ctx context.Context, input map[string]any, query string, trace bool) (Explanation, error) {
-	pq := p.query
-	if query != "" && query != p.queryText {
-		var err error
-		pq, err = rego.New(rego.Query(query), rego.Compiler(p.compiler), rego.Store(p.store)).PrepareForEval(ctx)
-		if err != nil {
-			return Explanation{}, fmt.Errorf("prepare query %s: %w", query, err)
-		}
+	// The query is prepared as written, not partially evaluated as Evaluate's is, so that the trace follows
+	// the rules of the source files.
+	if query == "" {
+		query = p.queryText
+	}
+	pq, err := rego.New(rego.Query(query), rego.Compiler(p.compiler), rego.Store(p.store)).PrepareForEval(ctx)
+	if err != nil {
+		return Explanation{}, fmt.Errorf("prepare query %s: %w", query, err)
 	}
 	opts := []rego.EvalOption{rego.EvalInput(input)}
 	var tracer *topdown.BufferTracer

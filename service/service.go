@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if o.telemetry.Tracing() {
 		envoyOpts = append(envoyOpts, envoy.WithTracing(tel))
 	}
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(grpcOptions()...)
 	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer, envoyOpts...))
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

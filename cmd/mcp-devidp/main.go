@@ -27,7 +27,7 @@ import (
 )
 
 // exampleResource is the audience used in the printed curl example.
-const exampleResource = "http://127.0.0.1:10000/mcp"
+const exampleResource = "http://127.0.0.1:8000/mcp"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -1,0 +1,160 @@
+package authz
+
+import (
+	"crypto/sha256"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
+)
+
+// DefaultTokenCacheSize is how many verified tokens a Verifier remembers unless WithTokenCache says otherwise:
+// a few thousand callers active at once. An entry holds about 5 KiB for a typical 1 KiB token (its parsed
+// claims twice, as Go values and as the policy input), so a full cache is about 20 MiB.
+const DefaultTokenCacheSize = 4096
+
+// VerifierOption changes how NewVerifier builds a Verifier.
+type VerifierOption func(*Verifier)
+
+// WithTokenCache sets how many verified tokens the Verifier remembers; 0 turns the cache off, so every
+// token is verified afresh.
+func WithTokenCache(size int) VerifierOption {
+	return func(v *Verifier) {
+		v.cache = nil
+		if size > 0 {
+			v.cache = newTokenCache(size)
+		}
+	}
+}
+
+// tokenCache remembers tokens that passed verification, so that the next request with the same token skips
+// parsing and the signature check. It fails closed: a hit answers exactly what a fresh verification would,
+// or is not used at all.
+//
+//   - Entries are keyed by the SHA-256 of the whole compact token (header, payload and signature): a token
+//     that differs in any byte, such as the same claims with another signature, is a different entry.
+//   - An entry records the version of its issuer's key set seen before the signing key was looked up; when
+//     the key set has changed since (rotation, refresh), the entry is dropped and the token verified afresh.
+//   - A hit re-checks the time-based claims (exp, nbf, iat with the leeway) on the current clock: inside the
+//     window where a fresh verification accepts them (computed once, to the second, as jwt.Validate does),
+//     else with the very code of a fresh verification; and the audience against the resource of this request.
+//   - An entry is never used at or after the token's exp, and never kept for a failed verification.
+//   - The cache holds at most size entries; the oldest entry is evicted first (FIFO).
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]*cachedToken
+	order   [][sha256.Size]byte // ring of keys in insertion order; order[next] is evicted next
+	used    []bool              // used[i]: order[i] holds a key
+	next    int
+}
+
+// cachedToken is one verified token.
+type cachedToken struct {
+	issuer  *trustedIssuer
+	version time.Time // issuer key set version the signature was checked under (at the latest)
+	token   jwt.Token // the parsed token, for its time-based claims and audience
+	id      Identity  // what the fresh verification returned
+	slot    int       // index in order
+	// validFrom and validUntil bound the clock (truncated to the second) for which validate accepts the token:
+	// from max(iat, nbf) minus the leeway (zero: no bound) to exp plus the leeway, exclusive.
+	validFrom, validUntil time.Time
+}
+
+func newTokenCache(size int) *tokenCache {
+	return &tokenCache{
+		entries: make(map[[sha256.Size]byte]*cachedToken, size),
+		order:   make([][sha256.Size]byte, size),
+		used:    make([]bool, size),
+	}
+}
+
+// tokenKey is the cache key of a compact token.
+func tokenKey(raw string) [sha256.Size]byte { return sha256.Sum256([]byte(raw)) }
+
+// verify answers from the cache: ok is false on a miss (the caller verifies afresh), else id and e are what a
+// fresh verification of the token for audience returns now. A nil cache always misses.
+func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string) (id *Identity, e *Error, ok bool) {
+	if c == nil {
+		return nil, nil, false
+	}
+	c.mu.RLock()
+	entry := c.entries[key]
+	c.mu.RUnlock()
+	if entry == nil {
+		return nil, nil, false
+	}
+	if !entry.issuer.keys.Version().Equal(entry.version) || !v.now().Before(entry.id.Expiry) {
+		c.remove(key, entry)
+		return nil, nil, false
+	}
+	if now := v.now().Truncate(time.Second); entry.validFrom.After(now) || !now.Before(entry.validUntil) {
+		if e := v.validate(entry.token); e != nil { // outside the window: the very answer of a fresh verification
+			return nil, e, true
+		}
+	}
+	if e := entry.issuer.checkAudience(entry.token.Audience(), entry.id.ClientID, audience); e != nil {
+		return nil, e, true
+	}
+	copied := entry.id // callers get their own Identity; Claims and Scopes are shared and read-only
+	return &copied, nil, true
+}
+
+// add remembers a token that passed verification at time now under the key set version `version` of
+// issuer t. A token already at or past its exp (accepted within the leeway) is not remembered.
+func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.Time, tok jwt.Token, id *Identity, now time.Time, leeway time.Duration) {
+	if c == nil || version.IsZero() || !now.Before(id.Expiry) {
+		return
+	}
+	entry := &cachedToken{issuer: t, version: version, token: tok, id: *id}
+	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
+	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[key]; ok { // verified twice concurrently: keep the slot, take the newer entry
+		entry.slot = old.slot
+		c.entries[key] = entry
+		return
+	}
+	if c.used[c.next] {
+		if victim := c.entries[c.order[c.next]]; victim != nil && victim.slot == c.next {
+			delete(c.entries, c.order[c.next])
+		}
+	}
+	entry.slot = c.next
+	c.order[c.next], c.used[c.next] = key, true
+	c.entries[key] = entry
+	c.next = (c.next + 1) % len(c.order)
+}
+
+// validityWindow is the range of clock readings, truncated to the second, for which Verifier.validate
+// accepts tok: jwt.Validate refuses iat or nbf after now plus the leeway and exp at or before now minus the
+// leeway, all truncated to the second, and ignores a zero claim.
+func validityWindow(tok jwt.Token, leeway time.Duration) (from, until time.Time) {
+	for _, t := range []time.Time{tok.IssuedAt(), tok.NotBefore()} {
+		if !t.IsZero() && t.Unix() != 0 {
+			if lo := t.Truncate(time.Second).Add(-leeway); lo.After(from) {
+				from = lo
+			}
+		}
+	}
+	if exp := tok.Expiration(); !exp.IsZero() && exp.Unix() != 0 {
+		until = exp.Truncate(time.Second).Add(leeway)
+	}
+	return from, until
+}
+
+// remove drops entry, unless another entry has replaced it meanwhile.
+func (c *tokenCache) remove(key [sha256.Size]byte, entry *cachedToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[key] == entry {
+		delete(c.entries, key)
+	}
+}
+
+// len is the number of entries.
+func (c *tokenCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}

@@ -1,0 +1,66 @@
+package authz
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwt"
+)
+
+// TestTokenCacheBounded checks that the cache never holds more than its size and evicts the oldest first.
+func TestTokenCacheBounded(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		size, adds int
+	}{
+		{1, 5},
+		{3, 3},
+		{3, 10},
+		{16, 100},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("size %d, %d tokens", tc.size, tc.adds), func(t *testing.T) {
+			c := newTokenCache(tc.size)
+			keys := make([][sha256.Size]byte, tc.adds)
+			for i := range tc.adds {
+				keys[i] = tokenKey(fmt.Sprintf("token-%d", i))
+				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
+				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute) // twice: one slot
+				if n := c.len(); n > tc.size {
+					t.Fatalf("after %d adds: %d entries, size %d", i+1, n, tc.size)
+				}
+			}
+			for i, k := range keys {
+				_, held := c.entries[k]
+				if want := i >= tc.adds-tc.size; held != want {
+					t.Errorf("token %d held = %v, want %v", i, held, want)
+				}
+			}
+		})
+	}
+}
+
+// TestTokenCacheRefusesUnfitEntries checks that add keeps out what must not be served from the cache.
+func TestTokenCacheRefusesUnfitEntries(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name    string
+		version time.Time
+		expiry  time.Time
+	}{
+		{"keys never loaded", time.Time{}, now.Add(time.Hour)},
+		{"at exp (accepted within the leeway)", now, now},
+		{"past exp (accepted within the leeway)", now, now.Add(-time.Second)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTokenCache(4)
+			c.add(tokenKey("t"), &trustedIssuer{}, tc.version, jwt.New(), &Identity{Expiry: tc.expiry}, now, time.Minute)
+			if c.len() != 0 {
+				t.Errorf("entry added")
+			}
+		})
+	}
+}

@@ -1,0 +1,358 @@
+package authz_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/test/idp"
+)
+
+const (
+	cacheResource = "https://mcp.example.com/mcp"
+	leeway        = 60 * time.Second
+)
+
+// keyServer is an issuer's discovery document and JWKS on 127.0.0.1, with keys the test swaps.
+type keyServer struct {
+	url  string
+	mu   sync.Mutex
+	keys []jwk.Key // public keys served
+}
+
+func startKeyServer(t *testing.T) *keyServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &keyServer{url: "http://" + l.Addr().String()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"issuer": ks.url, "jwks_uri": ks.url + "/jwks"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		ks.mu.Lock()
+		set := jwk.NewSet()
+		for _, k := range ks.keys {
+			set.AddKey(k)
+		}
+		ks.mu.Unlock()
+		json.NewEncoder(w).Encode(set)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return ks
+}
+
+// serve makes the JWKS hold the public parts of keys.
+func (ks *keyServer) serve(t *testing.T, keys ...jwk.Key) {
+	t.Helper()
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.keys = nil
+	for _, k := range keys {
+		pub, err := k.PublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks.keys = append(ks.keys, pub)
+	}
+}
+
+// rsaKey is a new RS256 private key with kid.
+func rsaKey(t *testing.T, kid string) jwk.Key {
+	t.Helper()
+	raw, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := jwk.FromRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Set(jwk.KeyIDKey, kid)
+	k.Set(jwk.AlgorithmKey, jwa.RS256)
+	return k
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// cacheFixture is an issuer with its key set, and two verifiers on the same clock and keys: one with the
+// token cache, one verifying every token afresh (the reference).
+type cacheFixture struct {
+	keys          *keyServer
+	minter        *idp.Provider // mints for the key server's issuer
+	issuer        config.Issuer
+	keySet        *authz.KeySet
+	cached, fresh *authz.Verifier
+	clock         *clock
+}
+
+func newCacheFixture(t *testing.T, signing ...jwk.Key) *cacheFixture {
+	t.Helper()
+	f := &cacheFixture{keys: startKeyServer(t), clock: &clock{t: time.Now().Truncate(time.Second)}}
+	f.keys.serve(t, signing...)
+	var err error
+	if f.minter, err = idp.New(f.keys.url); err != nil {
+		t.Fatal(err)
+	}
+	is := config.Issuer{
+		DiscoveryURL: f.keys.url + "/.well-known/openid-configuration", Issuer: f.keys.url,
+		RequiredType: "at+jwt", Algorithms: []string{"RS256"},
+		RefreshInterval: config.Duration(time.Hour), MinRefreshInterval: config.Duration(time.Millisecond),
+	}
+	f.issuer = is
+	f.keySet = authz.NewKeySet(is, &http.Client{Timeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if _, err := f.keySet.Keys(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*authz.KeySet{is.Issuer: f.keySet}
+	if f.cached, err = authz.NewVerifier([]config.Issuer{is}, keys, leeway, f.clock.Now); err != nil {
+		t.Fatal(err)
+	}
+	if f.fresh, err = authz.NewVerifier([]config.Issuer{is}, keys, leeway, f.clock.Now, authz.WithTokenCache(0)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// mint signs claims (plus iss, the resource as aud, iat now and exp in ten minutes unless given) with key.
+func (f *cacheFixture) mint(t *testing.T, key jwk.Key, claims map[string]any) string {
+	t.Helper()
+	now := f.clock.Now()
+	c := map[string]any{"sub": "alice", "aud": cacheResource, "client_id": "mcp-client", "scope": "tools:call",
+		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": "same-jti"}
+	for k, v := range claims {
+		c[k] = v
+	}
+	tok, err := f.minter.Mint(c, idp.WithKey(jwa.RS256, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// refreshKeys makes the key set fetch the JWKS again (as a refresh or an unknown kid does).
+func (f *cacheFixture) refreshKeys(t *testing.T) {
+	t.Helper()
+	before := f.keySet.Version()
+	time.Sleep(2 * time.Millisecond) // past min_refresh_interval
+	f.keySet.Keys(context.Background(), "a-kid-nobody-has")
+	if f.keySet.Version().Equal(before) {
+		t.Fatal("key set not refreshed")
+	}
+}
+
+// assertSameAsFresh verifies tok with both verifiers and fails unless they agree, returning the error
+// description ("" on success).
+func (f *cacheFixture) assertSameAsFresh(t *testing.T, tok, audience string) string {
+	t.Helper()
+	gotID, gotErr := f.cached.Verify(context.Background(), tok, audience)
+	wantID, wantErr := f.fresh.Verify(context.Background(), tok, audience)
+	if !reflect.DeepEqual(gotErr, wantErr) {
+		t.Fatalf("cached verifier error %v, fresh verification error %v", gotErr, wantErr)
+	}
+	if !sameIdentity(gotID, wantID) {
+		t.Fatalf("cached verifier identity %+v, fresh verification %+v", gotID, wantID)
+	}
+	if gotErr != nil {
+		return gotErr.Description
+	}
+	return ""
+}
+
+// TestTokenCacheTimeValidity checks that a cached token gets, at every instant, the answer of a fresh
+// verification: refused once expired (past the leeway), and refused while the clock is before its nbf or
+// iat minus the leeway even though it is in the cache; at whole and at fractional seconds around each bound.
+func TestTokenCacheTimeValidity(t *testing.T) {
+	key := rsaKey(t, "k1")
+	f := newCacheFixture(t, key)
+	t0 := f.clock.Now() // a whole second
+	exp := t0.Add(10 * time.Minute)
+	nbf := t0.Add(2 * time.Minute)
+	issuedNow := f.mint(t, key, map[string]any{"nbf": t0.Unix()})
+	notBeforeLater := f.mint(t, key, map[string]any{"nbf": nbf.Unix()}) // iat t0, nbf two minutes later
+	half := 500 * time.Millisecond
+	tests := []struct {
+		name   string
+		token  string
+		warmAt time.Time // when it is verified, and cached
+		at     time.Time
+		want   string // error description, "" for a valid token
+	}{
+		{"just verified", issuedNow, t0, t0, ""},
+		{"one second before exp", issuedNow, t0, exp.Add(-time.Second), ""},
+		{"at exp, within the leeway", issuedNow, t0, exp, ""},
+		{"past exp, within the leeway", issuedNow, t0, exp.Add(leeway - time.Second), ""},
+		{"half a second before exp plus the leeway", issuedNow, t0, exp.Add(leeway - half), ""},
+		{"expired past the leeway", issuedNow, t0, exp.Add(leeway), "token expired"},
+		{"expired past the leeway and half a second", issuedNow, t0, exp.Add(leeway + half), "token expired"},
+		{"an hour after exp", issuedNow, t0, exp.Add(time.Hour), "token expired"},
+		{"clock back before nbf, within the leeway", issuedNow, t0, t0.Add(-leeway + time.Second), ""},
+		{"clock back to iat minus the leeway plus half a second", issuedNow, t0, t0.Add(-leeway + half), ""},
+		{"clock back to iat minus the leeway minus half a second", issuedNow, t0, t0.Add(-leeway - half), "token issued in the future"},
+		{"clock back before nbf and iat, past the leeway", issuedNow, t0, t0.Add(-leeway - time.Second), "token issued in the future"},
+		{"later nbf: valid", notBeforeLater, nbf, nbf.Add(time.Minute), ""},
+		{"later nbf: clock back within the leeway", notBeforeLater, nbf, nbf.Add(-leeway + half), ""},
+		{"later nbf: clock back past the leeway", notBeforeLater, nbf, nbf.Add(-leeway - half), "token not yet valid"},
+		{"later nbf: clock back before iat too", notBeforeLater, nbf, t0.Add(-leeway - time.Second), "token issued in the future"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.clock.Set(tc.warmAt)
+			if d := f.assertSameAsFresh(t, tc.token, cacheResource); d != "" {
+				t.Fatalf("valid token refused: %s", d)
+			}
+			if n := f.cached.CachedTokens(); n < 1 {
+				t.Fatalf("token not cached")
+			}
+			f.clock.Set(tc.at)
+			if got := f.assertSameAsFresh(t, tc.token, cacheResource); got != tc.want {
+				t.Errorf("at %v from t0: %q, want %q", tc.at.Sub(t0), got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTokenCacheKeyRotation checks that a token verified under an old key set is verified again once the
+// key set changes: refused when its key was removed, accepted when its key is still published.
+func TestTokenCacheKeyRotation(t *testing.T) {
+	tests := []struct {
+		name  string
+		after func(old, next jwk.Key) []jwk.Key // the JWKS after rotation
+		want  string
+	}{
+		{"old key removed", func(old, next jwk.Key) []jwk.Key { return []jwk.Key{next} }, "unknown signing key"},
+		{"old key replaced under the same kid", func(old, next jwk.Key) []jwk.Key { return []jwk.Key{rsaKey(t, "old")} }, "signature verification failed"},
+		{"old key still published", func(old, next jwk.Key) []jwk.Key { return []jwk.Key{old, next} }, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old, next := rsaKey(t, "old"), rsaKey(t, "next")
+			f := newCacheFixture(t, old)
+			tok := f.mint(t, old, nil)
+			if d := f.assertSameAsFresh(t, tok, cacheResource); d != "" {
+				t.Fatalf("valid token refused: %s", d)
+			}
+			if f.cached.CachedTokens() != 1 {
+				t.Fatal("token not cached")
+			}
+			f.keys.serve(t, tc.after(old, next)...)
+			f.refreshKeys(t)
+			if got := f.assertSameAsFresh(t, tok, cacheResource); got != tc.want {
+				t.Errorf("after rotation: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTokenCacheDistinctTokens checks that a token is never answered from the cache entry of another token
+// with the same claims, nor for another resource.
+func TestTokenCacheDistinctTokens(t *testing.T) {
+	trusted, second := rsaKey(t, "k1"), rsaKey(t, "k2")
+	f := newCacheFixture(t, trusted, second)
+	foreign := rsaKey(t, "k1") // an attacker's key under a trusted kid
+	valid := f.mint(t, trusted, nil)
+	if d := f.assertSameAsFresh(t, valid, cacheResource); d != "" {
+		t.Fatalf("valid token refused: %s", d)
+	}
+	tests := []struct {
+		name     string
+		token    string
+		audience string
+		want     string
+	}{
+		{"same claims, signature altered", tamperSignature(valid), cacheResource, "signature verification failed"},
+		{"same claims, signed by a foreign key with the trusted kid", f.mint(t, foreign, nil), cacheResource, "signature verification failed"},
+		{"same claims, signed by the other trusted key", f.mint(t, second, nil), cacheResource, ""},
+		{"same token, another resource", valid, "https://other.example.com/mcp", "token audience does not include this resource"},
+		{"same token again", valid, cacheResource, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := f.assertSameAsFresh(t, tc.token, tc.audience); got != tc.want {
+				t.Errorf("%q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// tamperSignature changes one character of the signature, keeping header and payload.
+func tamperSignature(tok string) string {
+	b := []byte(tok)
+	i := len(b) - 5
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+// sameIdentity compares what an Identity says (its exported fields); the token cache also keeps a prebuilt
+// policy input with the identities it returns.
+func sameIdentity(a, b *authz.Identity) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Subject == b.Subject && a.Issuer == b.Issuer && a.ClientID == b.ClientID && a.Email == b.Email &&
+		reflect.DeepEqual(a.Scopes, b.Scopes) && reflect.DeepEqual(a.Claims, b.Claims) && a.Expiry.Equal(b.Expiry)
+}
+
+// TestTokenCacheConcurrent verifies cached tokens from several goroutines while the key set rotates and the
+// cache evicts (run with -race): both keys stay published, so every token must stay valid.
+func TestTokenCacheConcurrent(t *testing.T) {
+	old, next := rsaKey(t, "old"), rsaKey(t, "next")
+	f := newCacheFixture(t, old, next)
+	keys := map[string]*authz.KeySet{f.keys.url: f.keySet}
+	small, err := authz.NewVerifier([]config.Issuer{f.issuer}, keys, leeway, f.clock.Now, authz.WithTokenCache(2)) // evicts
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []string{f.mint(t, old, map[string]any{"sub": "a"}), f.mint(t, next, map[string]any{"sub": "b"}), f.mint(t, old, map[string]any{"sub": "c"})}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				tok := tokens[(g+i)%len(tokens)]
+				id, verr := small.Verify(context.Background(), tok, cacheResource)
+				if verr != nil || id == nil || id.Subject == "" {
+					t.Errorf("Verify: %v, %v", id, verr)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 5 {
+			f.refreshKeys(t)
+		}
+	})
+	wg.Wait()
+	if n := small.CachedTokens(); n > 2 {
+		t.Errorf("%d tokens cached, size 2", n)
+	}
+}

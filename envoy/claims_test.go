@@ -1,0 +1,97 @@
+package envoy
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mcp-authz/mcp-authz/authz"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// referenceMetadata is the dynamic metadata built the plain way: every field through structpb.NewStruct,
+// claims through structpb.NewValue after json.Number became float64.
+func referenceMetadata(d *authz.Decision) *structpb.Struct {
+	id := d.Identity
+	scopes := make([]any, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = s
+	}
+	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
+	if claims, err := structpb.NewValue(plainJSON(id.Claims)); err == nil {
+		fields["claims"] = claims.AsInterface()
+	}
+	if d.MCP != nil {
+		fields["mcp_method"] = d.MCP.Method
+		if d.MCP.Tool != "" {
+			fields["tool"] = d.MCP.Tool
+		}
+	}
+	s, err := structpb.NewStruct(fields)
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+func plainJSON(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = plainJSON(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = plainJSON(e)
+		}
+		return out
+	case json.Number:
+		f, _ := v.Float64()
+		return f
+	default:
+		return v
+	}
+}
+
+func decodeClaims(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var c map[string]any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestMetadata checks the dynamic metadata of an allow against the plain construction.
+func TestMetadata(t *testing.T) {
+	tests := []struct {
+		name   string
+		claims map[string]any
+		scopes []string
+		mcp    *authz.Message
+	}{
+		{"typical", decodeClaims(t, `{"sub":"alice","aud":["a","b"],"exp":1900000000,"scope":"x y","groups":["g"],"n":{"f":1.5,"t":true,"z":null}}`), []string{"x", "y"}, &authz.Message{Method: "tools/call", Tool: "echo"}},
+		{"no message, no scopes", decodeClaims(t, `{"sub":"bob"}`), nil, nil},
+		{"method without tool", decodeClaims(t, `{"sub":"bob","big":12345678901234567890}`), []string{"a"}, &authz.Message{Method: "tools/list"}},
+		{"claim value not UTF-8: claims left out", map[string]any{"sub": "x", "bad": "\xff"}, []string{"a"}, nil},
+		{"claim key not UTF-8: claims left out", map[string]any{"sub": "x", "\xff": "v"}, nil, nil},
+		{"nested invalid value", map[string]any{"list": []any{"ok", map[string]any{"k": "\xfe"}}}, nil, nil},
+		{"scope not UTF-8: no metadata", map[string]any{"sub": "x"}, []string{"\xff"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &authz.Decision{Allow: true, Resource: "https://mcp.example.com/mcp", MCP: tc.mcp,
+				Identity: &authz.Identity{Subject: "alice", ClientID: "mcp-client", Issuer: "https://idp", Scopes: tc.scopes, Claims: tc.claims}}
+			got, want := metadata(d), referenceMetadata(d)
+			if !proto.Equal(got, want) {
+				t.Errorf("metadata =\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,4 @@
+package policy
+
+// DecodeForTest is decode, for the tests of package policy_test.
+var DecodeForTest = decode
