@@ -113,7 +113,7 @@ func (b *bundleSource) update(ctx context.Context, u download.Update) error {
 	if revision == "" && u.ETag != "" {
 		revision = "etag:" + u.ETag
 	}
-	p, err := FromBundle(ctx, u.Bundle, l.query)
+	p, err := FromBundle(ctx, u.Bundle, l.query, l.policyOptions()...)
 	if err != nil {
 		err = fmt.Errorf("bundle %s (revision %q) refused: %w", b.url, revision, err)
 		l.refuse(ctx, err, revision, "bundle")

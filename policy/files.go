@@ -140,7 +140,7 @@ func (f *fileSource) reload(ctx context.Context, trigger string) error {
 		if before == f.digest {
 			return nil
 		}
-		p, err := Load(ctx, f.paths, l.query)
+		p, err := Load(ctx, f.paths, l.query, l.policyOptions()...)
 		if ctx.Err() != nil {
 			return ctx.Err() // shutting down: not a policy error
 		}

@@ -51,6 +51,9 @@ type LiveOptions struct {
 	// Rescan is the period of the fallback re-read of the policy files, for the changes file events miss
 	// (network file systems, a replaced watched folder, exhausted inotify watches). Default 10s.
 	Rescan time.Duration
+	// DecisionCacheSize is how many decisions each generation caches (see WithDecisionCache). 0 takes
+	// DefaultDecisionCacheSize; a negative size turns the cache off.
+	DecisionCacheSize int
 }
 
 // Live serves the current generation of the policies and replaces it when its source changes: watched
@@ -135,6 +138,15 @@ func (l *Live) EvaluateValue(ctx context.Context, input ast.Value) (Decision, er
 		return Decision{}, ErrNoPolicy
 	}
 	return p.EvaluateValue(ctx, input)
+}
+
+// policyOptions are the options of every generation this Live loads.
+func (l *Live) policyOptions() []Option {
+	size := l.opts.DecisionCacheSize
+	if size == 0 {
+		size = DefaultDecisionCacheSize
+	}
+	return []Option{WithDecisionCache(size), WithLogger(l.log)}
 }
 
 // Status reports the current generation and the last load attempt.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -46,11 +47,41 @@ type Policy struct {
 	compiler  *ast.Compiler
 	store     storage.Store
 	files     int
+	// cache holds the decisions of this generation; nil when off (see Option and DecisionCacheOff).
+	cache *decisionCache
+	// cacheOff says why cache is nil.
+	cacheOff string
+}
+
+// Option tunes the generation Load or FromBundle builds.
+type Option func(*options)
+
+type options struct {
+	cacheSize int
+	log       *slog.Logger
+}
+
+// WithDecisionCache sets how many decisions the generation caches (DefaultDecisionCacheSize without this
+// option). size <= 0 turns the cache off.
+func WithDecisionCache(size int) Option { return func(o *options) { o.cacheSize = size } }
+
+// WithLogger receives, once per generation, why its decision cache is off; nil discards it.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+func buildOptions(opts []Option) options {
+	o := options{cacheSize: DefaultDecisionCacheSize}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	return o
 }
 
 // Load reads the Rego modules and JSON/YAML data files under paths (files or folders; `*_test.rego` files
 // are skipped), compiles them and prepares query. Errors name the file and line.
-func Load(ctx context.Context, paths []string, query string) (*Policy, error) {
+func Load(ctx context.Context, paths []string, query string, opts ...Option) (*Policy, error) {
 	result, err := loader.NewFileLoader().
 		WithRegoVersion(ast.RegoV1).
 		WithFollowSymlinks(true).
@@ -69,12 +100,12 @@ func Load(ctx context.Context, paths []string, query string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policy data: %w", err)
 	}
-	return prepare(ctx, compiler, store, query, len(result.Modules)+len(result.Documents))
+	return prepare(ctx, compiler, store, query, len(result.Modules)+len(result.Documents), buildOptions(opts))
 }
 
 // FromBundle compiles an OPA bundle (already read and, when configured, verified by OPA's bundle reader)
 // and prepares query. Delta bundles are refused: a generation is always a complete snapshot.
-func FromBundle(ctx context.Context, b *bundle.Bundle, query string) (*Policy, error) {
+func FromBundle(ctx context.Context, b *bundle.Bundle, query string, opts ...Option) (*Policy, error) {
 	if b.Type() == bundle.DeltaBundleType {
 		return nil, errors.New("load bundle: delta bundles are not supported; serve snapshot bundles")
 	}
@@ -100,11 +131,12 @@ func FromBundle(ctx context.Context, b *bundle.Bundle, query string) (*Policy, e
 	if data == nil {
 		data = map[string]any{}
 	}
-	return prepare(ctx, compiler, inmem.NewFromObject(data), query, len(b.Modules))
+	return prepare(ctx, compiler, inmem.NewFromObject(data), query, len(b.Modules), buildOptions(opts))
 }
 
-// prepare builds one generation from a compiled module set and its data.
-func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, query string, files int) (*Policy, error) {
+// prepare builds one generation from a compiled module set and its data, with its own decision cache when
+// the analysis of the modules allows one.
+func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, query string, files int, o options) (*Policy, error) {
 	pq, err := prepareQuery(ctx, query, compiler, store)
 	if err != nil {
 		return nil, fmt.Errorf("prepare policy query %s: %w", query, err)
@@ -112,8 +144,26 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	if !definesQuery(compiler, query) {
 		return nil, fmt.Errorf("prepare policy query: no rule defines %s", query)
 	}
-	return &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files}, nil
+	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files}
+	switch in := analyzeInput(compiler, query); {
+	case o.cacheSize <= 0:
+		p.cacheOff = "turned off by configuration"
+	case in.reason != "":
+		p.cacheOff = in.reason
+		o.log.InfoContext(ctx, "policy decision cache off for this generation", "why", in.reason)
+	default:
+		p.cache = newDecisionCache(in.paths, o.cacheSize)
+		paths := make([]string, len(in.paths))
+		for i, r := range in.paths {
+			paths[i] = r.String()
+		}
+		o.log.DebugContext(ctx, "policy decision cache on", "size", o.cacheSize, "input_paths", paths)
+	}
+	return p, nil
 }
+
+// DecisionCacheOff says why the generation caches no decisions; empty when it does.
+func (p *Policy) DecisionCacheOff() string { return p.cacheOff }
 
 // skipTests leaves Rego unit tests and hidden files and folders out of the served policy set. Hidden
 // folders include the `..data` and `..2026_…` folders of a Kubernetes ConfigMap mount: its visible files

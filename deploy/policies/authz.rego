@@ -31,9 +31,20 @@ method_rules := object.get(authorizer, "methods", {})
 
 tool_rules := object.get(authorizer, "tools", {})
 
-token_scopes := object.get(input, ["token", "scopes"], [])
+# The policy reads the input only through references with constant keys (input.token.scopes, never a bare
+# `input`), so that mcp-authz can cache its decisions (README "Decision cache").
+default token_scopes := []
 
-client_id := object.get(input, ["token", "client_id"], "")
+token_scopes := input.token.scopes
+
+default client_id := ""
+
+client_id := input.token.client_id
+
+# claim(name, fallback) is the token's claim name, else fallback.
+claim(name, fallback) := v if {
+	v := input.token.claims[name]
+} else := fallback
 
 # The decision: allow when nothing denies, else the deny of lowest rank.
 decision := {"allow": true, "reason": "allowed"} if count(denials) == 0
@@ -65,7 +76,7 @@ denials contains {
 # 3. Custom claims (AgentCore customClaims).
 denials contains {"rank": 30, "reason": sprintf("claim %v does not match", [c.claim])} if {
 	some c in custom_claims
-	not claim_matches(c, object.get(input, ["token", "claims", c.claim], null))
+	not claim_matches(c, claim(c.claim, null))
 }
 
 claim_matches(c, v) if {
@@ -116,7 +127,7 @@ denials contains {
 denials contains {"rank": 60, "reason": sprintf("%v is limited to groups %v", [subject_of_rules, concat(", ", r.groups)])} if {
 	some r in mcp_rules
 	r.groups
-	held := object.get(input, ["token", "claims", object.get(r, "groups_claim", "groups")], [])
+	held := claim(object.get(r, "groups_claim", "groups"), [])
 	count({g | some g in r.groups; g in held}) == 0
 }
 
