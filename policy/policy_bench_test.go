@@ -32,10 +32,15 @@ func benchInput(tool string) map[string]any {
 
 // BenchmarkEvaluate measures one evaluation of the shipped policy (default data plus its tool rule) on a
 // tools/call: an allowed tool, and the restricted tool without its scope (a deny asking for step-up); with
-// the input as a map[string]any (Evaluate) and as an ast.Value (EvaluateValue).
+// the input as a map[string]any (Evaluate, never cached) and as an ast.Value (EvaluateValue: value is
+// answered from the decision cache after the first call, value-nocache evaluates every time).
 func BenchmarkEvaluate(b *testing.B) {
 	ctx := context.Background()
 	p, err := policy.Load(ctx, []string{"../deploy/policies"}, policy.DefaultQuery)
+	if err != nil {
+		b.Fatal(err)
+	}
+	uncached, err := policy.Load(ctx, []string{"../deploy/policies"}, policy.DefaultQuery, policy.WithDecisionCache(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,6 +59,19 @@ func BenchmarkEvaluate(b *testing.B) {
 				d, err := p.Evaluate(ctx, in)
 				if err != nil || d.Allow != bc.allow {
 					b.Fatalf("Evaluate = %+v, %v", d, err)
+				}
+			}
+		})
+		b.Run("value-nocache/"+bc.name, func(b *testing.B) {
+			in, err := ast.InterfaceToValue(benchInput(bc.tool))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := uncached.EvaluateValue(ctx, in)
+				if err != nil || d.Allow != bc.allow {
+					b.Fatalf("EvaluateValue = %+v, %v", d, err)
 				}
 			}
 		})
