@@ -50,9 +50,9 @@ func TestAnalyzeInput(t *testing.T) {
 		off     string   // a part of the reason, when it is off
 	}{
 		{name: "shipped policy", modules: map[string]string{"authz.rego": string(shipped)},
-			paths: []string{"input.mcp", "input.request.method", "input.token.claims", "input.token.client_id", "input.token.scopes"}},
+			paths: []string{"input.mcp.method", "input.mcp.tool", "input.request.method", "input.token.claims", "input.token.client_id", "input.token.scopes"}},
 		{name: "shipped policy and the read-only example", modules: map[string]string{"authz.rego": string(shipped), "readonly.rego": string(readonly)},
-			paths: []string{"input.mcp", "input.request.method", "input.token.claims", "input.token.client_id", "input.token.scopes"}},
+			paths: []string{"input.mcp.method", "input.mcp.tool", "input.request.method", "input.token.claims", "input.token.client_id", "input.token.scopes"}},
 		{name: "constant prefix before a variable key", modules: map[string]string{"p.rego": head + `decision := {"allow": true} if { some c in data.cs; input.token.claims[c.claim] == c.value }`},
 			paths: []string{"input.token.claims"}},
 		{name: "header read with a constant key", modules: map[string]string{"p.rego": head + `decision := {"allow": input.request.headers["x-tenant"] == "a"}`},

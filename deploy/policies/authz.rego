@@ -99,11 +99,12 @@ claim_matches(c, v) if {
 }
 
 # 4. MCP rules need the JSON-RPC body: with method or tool rules configured, a POST whose body the proxy
-# did not send is refused rather than guessed at.
+# did not send is refused rather than guessed at. (mcp-authz always sets input.mcp.method when it read a
+# body; reading only the method keeps the JSON-RPC id out of the decision cache key.)
 denials contains {"rank": 40, "reason": "MCP rules are configured but the proxy sent no request body"} if {
 	count(method_rules) + count(tool_rules) > 0
 	input.request.method == "POST"
-	not input.mcp
+	not input.mcp.method
 }
 
 # 5. Per JSON-RPC method and per tool: required scopes (all of them; step-up) and allowed groups.

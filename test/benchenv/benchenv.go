@@ -144,6 +144,9 @@ type Case struct {
 	Status int
 }
 
+// CallsPerTool is how many calls of each tool a user makes in the corpus, each with a distinct JSON-RPC id.
+const CallsPerTool = 4
+
 // Corpus mints the benchmark requests: tools/call requests with valid RS256 tokens of `users` different
 // users (each calling a few allowed tools), and the denies: the restricted tool without its scope (403),
 // an expired token (401) and a token with a bad signature (401). About one request in six is a deny.
@@ -161,7 +164,10 @@ func Corpus(p *idp.Provider, users int) ([]Case, error) {
 		}
 		valid = tok
 		for _, tool := range tools {
-			cs = append(cs, Case{Name: "allow " + tool, Request: CheckRequest(tok, CallTool(tool, u)), Token: tok, Allow: true, Status: 200})
+			// Several calls of each tool, each with its own JSON-RPC id, as a client's session makes them.
+			for range CallsPerTool {
+				cs = append(cs, Case{Name: "allow " + tool, Request: CheckRequest(tok, CallTool(tool, len(cs)+1)), Token: tok, Allow: true, Status: 200})
+			}
 		}
 	}
 	now := time.Now()
