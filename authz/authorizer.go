@@ -1,9 +1,7 @@
 package authz
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,13 +13,14 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/policy"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Policy evaluates an input document into a decision; a *policy.Policy is one, and so is anything that
-// swaps generations of them.
+// Policy evaluates an input document, built as an OPA value, into a decision; a *policy.Policy is one, and
+// so is a *policy.Live that swaps generations of them.
 type Policy interface {
-	Evaluate(ctx context.Context, input map[string]any) (policy.Decision, error)
+	EvaluateValue(ctx context.Context, input ast.Value) (policy.Decision, error)
 }
 
 // Authorizer turns a Request into a Decision. It is safe for concurrent use.
@@ -211,50 +210,6 @@ func safeHeader(name, value string) bool {
 		return false
 	}
 	return true
-}
-
-// input builds the policy input document (see README "Policy input"; keep it stable).
-func (a *Authorizer) input(req *Request, res *resource, id *Identity, msg *Message) map[string]any {
-	headers := make(map[string]any, len(req.Headers))
-	for k, v := range req.Headers {
-		if k != "authorization" {
-			headers[k] = v
-		}
-	}
-	scopes := make([]any, len(id.Scopes))
-	for i, s := range id.Scopes {
-		scopes[i] = s
-	}
-	token := map[string]any{"scopes": scopes, "claims": id.Claims}
-	for k, v := range map[string]string{"subject": id.Subject, "issuer": id.Issuer, "client_id": id.ClientID} {
-		if v != "" {
-			token[k] = v
-		}
-	}
-	in := map[string]any{
-		"token":    token,
-		"request":  map[string]any{"method": req.Method, "host": req.Host, "path": req.Path, "headers": headers},
-		"resource": map[string]any{"url": res.cfg.URL, "name": res.cfg.Name},
-	}
-	if msg != nil {
-		m := map[string]any{"method": msg.Method}
-		if len(msg.ID) > 0 {
-			var id any
-			dec := json.NewDecoder(bytes.NewReader(msg.ID))
-			dec.UseNumber()
-			if dec.Decode(&id) == nil {
-				m["id"] = id
-			}
-		}
-		if msg.Tool != "" {
-			m["tool"] = msg.Tool
-		}
-		if msg.URI != "" {
-			m["uri"] = msg.URI
-		}
-		in["mcp"] = m
-	}
-	return in
 }
 
 // Ready reports why the Authorizer cannot decide yet (keys not loaded), or nil.

@@ -8,26 +8,17 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// valuePolicy is a Policy that also takes the input document as an ast.Value; *policy.Policy is one. OPA
-// evaluates an ast.Value as is, where a map[string]any is first converted on every call.
-type valuePolicy interface {
-	EvaluateValue(ctx context.Context, input ast.Value) (policy.Decision, error)
-}
-
-// evaluate asks the policy for a decision on the input document of one request, built directly as an
-// ast.Value when the policy takes one.
+// evaluatePolicy asks the policy for a decision on the input document of one request, built directly as an
+// ast.Value (OPA evaluates it as is; a map[string]any would be converted on every call).
 func (a *Authorizer) evaluatePolicy(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
-	if vp, ok := a.policy.(valuePolicy); ok {
-		in, err := inputValue(req, res, id, msg)
-		if err != nil {
-			return policy.Decision{}, err
-		}
-		return vp.EvaluateValue(ctx, in)
+	in, err := inputValue(req, res, id, msg)
+	if err != nil {
+		return policy.Decision{}, err
 	}
-	return a.policy.Evaluate(ctx, a.input(req, res, id, msg))
+	return a.policy.EvaluateValue(ctx, in)
 }
 
-// inputValue is the document of Authorizer.input as an ast.Value; both must stay the same document (see the
+// inputValue is the policy input document (README "Policy input"; keep it stable) as an ast.Value (see the
 // README "Policy input").
 func inputValue(req *Request, res *resource, id *Identity, msg *Message) (ast.Value, error) {
 	token := id.policyToken

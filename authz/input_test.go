@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,8 +10,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// TestInputValue checks that the input document built as an ast.Value is the document Authorizer.input
-// builds as a map, for identities and messages of every shape.
+// TestInputValue checks that the input document built as an ast.Value is the documented one (inputDocument), for identities and messages of every shape.
 func TestInputValue(t *testing.T) {
 	claims := func() map[string]any {
 		var c map[string]any
@@ -41,10 +41,9 @@ func TestInputValue(t *testing.T) {
 		{"no body", req, res, full, nil},
 		{"bare identity, no headers, unnamed resource", &Request{Method: "GET", Headers: map[string]string{}}, &resource{cfg: config.Resource{URL: "https://x"}}, bare, nil},
 	}
-	a := &Authorizer{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want, err := ast.InterfaceToValue(a.input(tc.req, tc.res, tc.id, tc.msg))
+			want, err := ast.InterfaceToValue(inputDocument(tc.req, tc.res, tc.id, tc.msg))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,4 +70,49 @@ func TestInputValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inputDocument is the policy input document of the README ("Policy input"), built the plain way as Go
+// values: the oracle inputValue must match.
+func inputDocument(req *Request, res *resource, id *Identity, msg *Message) map[string]any {
+	headers := make(map[string]any, len(req.Headers))
+	for k, v := range req.Headers {
+		if k != "authorization" {
+			headers[k] = v
+		}
+	}
+	scopes := make([]any, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = s
+	}
+	token := map[string]any{"scopes": scopes, "claims": id.Claims}
+	for k, v := range map[string]string{"subject": id.Subject, "issuer": id.Issuer, "client_id": id.ClientID} {
+		if v != "" {
+			token[k] = v
+		}
+	}
+	in := map[string]any{
+		"token":    token,
+		"request":  map[string]any{"method": req.Method, "host": req.Host, "path": req.Path, "headers": headers},
+		"resource": map[string]any{"url": res.cfg.URL, "name": res.cfg.Name},
+	}
+	if msg != nil {
+		m := map[string]any{"method": msg.Method}
+		if len(msg.ID) > 0 {
+			var id any
+			dec := json.NewDecoder(bytes.NewReader(msg.ID))
+			dec.UseNumber()
+			if dec.Decode(&id) == nil {
+				m["id"] = id
+			}
+		}
+		if msg.Tool != "" {
+			m["tool"] = msg.Tool
+		}
+		if msg.URI != "" {
+			m["uri"] = msg.URI
+		}
+		in["mcp"] = m
+	}
+	return in
 }
