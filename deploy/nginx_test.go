@@ -314,7 +314,7 @@ func TestNginxConfig(t *testing.T) {
 		{"token passthrough", protectedTail, strings.Replace(protectedTail, "proxy_set_header Authorization \"\";\n", "", 1), "Authorization"},
 		{"client email passes", "proxy_set_header X-MCP-Email $authz_email;", "", "x-mcp-email is not set"},
 		{"identity from the client", "auth_request_set $authz_subject $upstream_http_x_mcp_subject;", "auth_request_set $authz_subject $http_x_mcp_subject;", "x-mcp-subject is $authz_subject"},
-		{"challenge not always", "add_header WWW-Authenticate $authz_www_authenticate always;\n            default_type application/json;\n            return 403", "add_header WWW-Authenticate $authz_www_authenticate;\n            default_type application/json;\n            return 403", "@forbidden"},
+		{"challenge not always", "add_header WWW-Authenticate $authz_www_authenticate always;\n            default_type application/json;\n            if ($authz_body = \"\") {\n                return 403", "add_header WWW-Authenticate $authz_www_authenticate;\n            default_type application/json;\n            if ($authz_body = \"\") {\n                return 403", "@forbidden"},
 		{"challenge twice on 401", "        location @unauthorized {\n", "        location @unauthorized {\n            add_header WWW-Authenticate $authz_www_authenticate always;\n", "twice"},
 		{"no 403 page", "error_page 403 = @forbidden;", "", "error_page 403"},
 		{"public listener", "listen 127.0.0.1:8000;", "listen 8000;", "bind 127.0.0.1"},

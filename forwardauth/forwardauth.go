@@ -13,7 +13,7 @@
 //
 // An allow is 200 with the identity headers set and X-Envoy-Auth-Headers-To-Remove naming the headers the
 // proxy must strip (Authorization among them). A deny has the decision's status, WWW-Authenticate,
-// content-type and JSON-RPC body. A decision mcp-authz cannot make (keys never loaded) is 503.
+// content-type and JSON-RPC body (repeated in X-MCP-Authz-Body for nginx). A decision mcp-authz cannot make (keys never loaded) is 503.
 //
 // The endpoint trusts the X-Original-* and X-Forwarded-* headers as the description of the original
 // request. It is an internal endpoint for the front proxy only: it must never be reachable by clients, or
@@ -38,6 +38,10 @@ const Prefix = "/authz"
 // RemoveHeadersHeader lists, on an allow, the request headers the proxy must remove before forwarding
 // upstream (Envoy http_service honours it as x-envoy-auth-headers-to-remove).
 const RemoveHeadersHeader = "X-Envoy-Auth-Headers-To-Remove"
+
+// BodyHeader repeats, on a deny, the JSON-RPC error body as a response header: nginx auth_request drops the
+// sub-request's body, but can copy a header (auth_request_set) and return it as the client's body.
+const BodyHeader = "X-MCP-Authz-Body"
 
 // partialBodyHeader is set by Envoy when it sent only part of the body (allow_partial_message).
 const partialBodyHeader = "x-envoy-auth-partial-body"
@@ -162,6 +166,7 @@ func Write(w http.ResponseWriter, d *authz.Decision) {
 	case status < 400 || status > 599: // a deny must never look like an allow to the proxy
 		status = http.StatusForbidden
 	}
+	out.Set(BodyHeader, string(d.Body))
 	out.Set("Content-Length", strconv.Itoa(len(d.Body)))
 	out.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

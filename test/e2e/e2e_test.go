@@ -106,6 +106,9 @@ func loginListCall(t *testing.T, st *stack, px proxy, env idpEnv) *mcp.ClientSes
 	if r.status != http.StatusUnauthorized || r.challenge["resource_metadata"] != px.metadataURL() || r.challenge["error"] != "" {
 		t.Fatalf("anonymous request: %d %v", r.status, r.challenge)
 	}
+	if !strings.Contains(r.body, `"message":"Missing Bearer token"`) {
+		t.Errorf("anonymous request: body %q lacks mcp-authz's JSON-RPC error", r.body)
+	}
 	ctx := scenarioCtx(t)
 	c := newGoClient(t, clientOptions{clientID: env.clientID, user: "alice", redirectURL: env.redirectURL})
 	before := len(st.mcp.Records())
