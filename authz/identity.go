@@ -2,6 +2,7 @@ package authz
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -24,6 +25,23 @@ type Identity struct {
 	// policyToken is the `token` member of the policy input built from the fields above: the token cache
 	// builds it once per token, so requests with a cached token do not rebuild it; nil otherwise.
 	policyToken ast.Value
+	// memo holds what adapters derive from the identity (Memo); shared by the copies the token cache hands
+	// out, so it is computed once per cached token; nil for a token verified afresh.
+	memo *sync.Map
+}
+
+// Memo returns what build derives from this identity under key (a comparable key of the caller's own
+// type). For a cached token it is built once and then shared by every request carrying the token, so the
+// value must be treated as immutable; otherwise it is built on every call.
+func (id *Identity) Memo(key any, build func() any) any {
+	if id.memo == nil {
+		return build()
+	}
+	if v, ok := id.memo.Load(key); ok {
+		return v
+	}
+	v, _ := id.memo.LoadOrStore(key, build())
+	return v
 }
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}

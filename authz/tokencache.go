@@ -108,6 +108,7 @@ func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.T
 	entry := &cachedToken{issuer: t, version: version, token: tok, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
 	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
+	entry.id.memo = new(sync.Map)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[key]; ok { // verified twice concurrently: keep the slot, take the newer entry

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -144,23 +145,47 @@ func metadata(d *authz.Decision) *structpb.Struct {
 	if id == nil {
 		return nil
 	}
-	scopes := make([]any, len(id.Scopes))
-	for i, s := range id.Scopes {
-		scopes[i] = s
+	idFields, _ := id.Memo(identityFieldsKey{}, func() any { return identityFields(id) }).(map[string]*structpb.Value)
+	if idFields == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
+		return nil // proto strings must be UTF-8: no metadata rather than a response that cannot be sent
 	}
-	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
+	fields := make(map[string]*structpb.Value, len(idFields)+3)
+	for k, v := range idFields { // shared, never modified: proto marshalling only reads them
+		fields[k] = v
+	}
+	fields["resource"] = structpb.NewStringValue(d.Resource)
 	if d.MCP != nil {
-		fields["mcp_method"] = d.MCP.Method
+		fields["mcp_method"] = structpb.NewStringValue(d.MCP.Method)
 		if d.MCP.Tool != "" {
-			fields["tool"] = d.MCP.Tool
+			fields["tool"] = structpb.NewStringValue(d.MCP.Tool)
 		}
 	}
-	s, err := structpb.NewStruct(fields)
-	if err != nil {
-		return nil
+	return &structpb.Struct{Fields: fields}
+}
+
+// identityFieldsKey keys the metadata fields of an identity in Identity.Memo.
+type identityFieldsKey struct{}
+
+// identityFields are the metadata fields that depend on the identity alone: built once per cached token.
+// It is nil when a string is not valid UTF-8.
+func identityFields(id *authz.Identity) map[string]*structpb.Value {
+	for _, s := range append([]string{id.Subject, id.ClientID, id.Issuer}, id.Scopes...) {
+		if !utf8.ValidString(s) {
+			return nil
+		}
+	}
+	scopes := make([]*structpb.Value, len(id.Scopes))
+	for i, s := range id.Scopes {
+		scopes[i] = structpb.NewStringValue(s)
+	}
+	fields := map[string]*structpb.Value{
+		"sub":       structpb.NewStringValue(id.Subject),
+		"client_id": structpb.NewStringValue(id.ClientID),
+		"iss":       structpb.NewStringValue(id.Issuer),
+		"scopes":    structpb.NewListValue(&structpb.ListValue{Values: scopes}),
 	}
 	if claims, err := claimsValue(id.Claims); err == nil {
-		s.Fields["claims"] = claims
+		fields["claims"] = claims
 	}
-	return s
+	return fields
 }
