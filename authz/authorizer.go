@@ -80,7 +80,7 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) *Decision {
 func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	res, err := a.resources.forRequest(req)
 	if err != nil {
-		return &Decision{Status: http.StatusForbidden, Reason: err.Error(),
+		return &Decision{Status: http.StatusForbidden, Code: ReasonNoResource, Reason: err.Error(),
 			Headers: []Header{{"content-type", "application/json"}},
 			Body:    errorBody(nil, "Forbidden: no protected resource matches this request")}
 	}
@@ -89,47 +89,50 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	if msg != nil {
 		id = msg.ID
 	}
-	deny := func(e *Error, message string) *Decision {
-		ch := Challenge{ResourceMetadata: res.metadataURL, Error: e.Code, Description: e.Description}
-		return &Decision{Status: e.Status, Unavailable: e.Unavailable, Reason: e.Error(), Resource: res.cfg.URL, MCP: msg,
+	var ident *Identity // set once the token is verified
+	// deny builds a refusal: the status and challenge of e (scope for a step-up), the JSON-RPC error with
+	// message, and reason for logs and traces (e's own text when empty).
+	deny := func(code ReasonCode, e *Error, reason, message, scope string) *Decision {
+		if reason == "" {
+			reason = e.Error()
+		}
+		ch := Challenge{ResourceMetadata: res.metadataURL, Error: e.Code, Description: e.Description, Scope: scope}
+		return &Decision{Status: e.Status, Unavailable: e.Unavailable, Code: code, Reason: reason, Resource: res.cfg.URL,
+			MCP: msg, Identity: ident,
 			Headers: []Header{{"content-type", "application/json"}, {"www-authenticate", ch.String()}},
 			Body:    errorBody(id, message)}
 	}
 	if origin, ok := req.Headers["origin"]; ok && res.origins != nil && !res.origins[strings.ToLower(origin)] {
-		return deny(&Error{Status: http.StatusForbidden, Description: "origin not allowed"}, "Forbidden: origin not allowed")
+		return deny(ReasonOrigin, &Error{Status: http.StatusForbidden, Description: "origin not allowed"}, "", "Forbidden: origin not allowed", "")
 	}
 	raw, e := bearerToken(req)
 	if e != nil {
-		return deny(e, "Bad Request: "+e.Description)
+		return deny(ReasonInvalidRequest, e, "", "Bad Request: "+e.Description, "")
 	}
 	if raw == "" {
-		d := deny(&Error{Status: http.StatusUnauthorized, Description: "missing bearer token"}, "Missing Bearer token")
-		d.Reason = "missing bearer token"
-		return d
+		return deny(ReasonMissingToken, &Error{Status: http.StatusUnauthorized, Description: "missing bearer token"}, "missing bearer token", "Missing Bearer token", "")
 	}
-	ident, e := a.verify(ctx, raw, res.cfg.URL)
+	ident, e = a.verify(ctx, raw, res.cfg.URL)
 	if e != nil {
 		if e.Unavailable {
-			return deny(e, "Service Unavailable: "+e.Description)
+			return deny(ReasonUnavailable, e, "", "Service Unavailable: "+e.Description, "")
 		}
-		return deny(e, "Invalid Bearer token: "+e.Description)
+		return deny(ReasonInvalidToken, e, "", "Invalid Bearer token: "+e.Description, "")
 	}
 	if bodyErr != nil {
-		d := deny(bodyErr, "Bad Request: "+bodyErr.Description)
-		d.Identity = ident
-		return d
+		code := ReasonInvalidRequest
+		if bodyErr.Status == http.StatusRequestEntityTooLarge {
+			code = ReasonBodyTooLarge
+		}
+		return deny(code, bodyErr, "", "Bad Request: "+bodyErr.Description, "")
 	}
 	pd, err := a.evaluate(ctx, req, res, ident, msg)
 	if err != nil {
 		if errors.Is(err, policy.ErrNoPolicy) { // a bundle not yet downloaded: mcp-authz cannot decide yet
-			d := deny(errUnavailable("no policy loaded yet"), "Service Unavailable: no policy loaded yet")
-			d.Identity = ident
-			return d
+			return deny(ReasonUnavailable, errUnavailable("no policy loaded yet"), "", "Service Unavailable: no policy loaded yet", "")
 		}
-		d := deny(&Error{Status: http.StatusForbidden, Description: "policy evaluation failed"}, "Forbidden: policy evaluation failed")
-		d.Reason = fmt.Sprintf("policy error: %v", err)
-		d.Identity = ident
-		return d
+		return deny(ReasonPolicyError, &Error{Status: http.StatusForbidden, Description: "policy evaluation failed"},
+			fmt.Sprintf("policy error: %v", err), "Forbidden: policy evaluation failed", "")
 	}
 	if !pd.Allow {
 		reason := pd.Reason
@@ -139,17 +142,10 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		e := &Error{Status: http.StatusForbidden, Description: reason}
 		if len(pd.RequiredScopes) > 0 {
 			e.Code = "insufficient_scope"
+			return deny(ReasonInsufficientScope, e, "insufficient scope: "+reason, "Forbidden: "+reason,
+				stepUpScope(pd.RequiredScopes, ident.Scopes, res.cfg.ScopesSupported))
 		}
-		d := deny(e, "Forbidden: "+reason)
-		if len(pd.RequiredScopes) > 0 {
-			ch := Challenge{ResourceMetadata: res.metadataURL, Error: e.Code, Description: reason, Scope: stepUpScope(pd.RequiredScopes, ident.Scopes, res.cfg.ScopesSupported)}
-			d.Headers[1].Value = ch.String()
-			d.Reason = "insufficient scope: " + reason
-		} else {
-			d.Reason = "policy deny: " + reason
-		}
-		d.Identity = ident
-		return d
+		return deny(ReasonPolicyDeny, e, "policy deny: "+reason, "Forbidden: "+reason, "")
 	}
 	return a.allow(res, ident, msg, pd.Headers)
 }
@@ -169,7 +165,7 @@ func stepUpScope(required, held, supported []string) string {
 // allow builds the allow decision: identity headers set, the client's Authorization and any copy of an
 // identity header we do not set removed, the policy's own headers added.
 func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[string]string) *Decision {
-	d := &Decision{Allow: true, Status: http.StatusOK, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg,
+	d := &Decision{Allow: true, Status: http.StatusOK, Code: ReasonAllowed, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg,
 		Headers: make([]Header, 0, len(a.identity)+len(extra)), RemoveHeaders: make([]string, 0, len(a.identity)+1)}
 	set := func(name, value string) {
 		if value != "" {
@@ -229,7 +225,7 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 	if !a.log.Enabled(ctx, level) {
 		return
 	}
-	code := d.Code()
+	code := d.Code
 	attrs := make([]slog.Attr, 0, 20)
 	attrs = append(attrs, slog.String("decision", code.Decision()), slog.Int("status", d.Status),
 		slog.String("reason_code", string(code)), slog.String("reason", redactTokens(d.Reason)),

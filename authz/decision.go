@@ -14,6 +14,8 @@ type Decision struct {
 	// Unavailable marks a deny caused by mcp-authz itself not being able to decide (keys never loaded):
 	// proxies report it as an error rather than as a policy deny.
 	Unavailable bool
+	// Code classifies the decision for metrics and log filters; set where the decision is made.
+	Code ReasonCode
 	// Reason says why, for logs and traces. It never holds a token.
 	Reason string
 	// Headers are set upstream on an allow, or sent to the client on a deny.

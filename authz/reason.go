@@ -1,10 +1,5 @@
 package authz
 
-import (
-	"net/http"
-	"strings"
-)
-
 // ReasonCode classifies a Decision into a small fixed set, for metric labels and log filters (the Reason
 // itself is free text).
 type ReasonCode string
@@ -22,12 +17,11 @@ const (
 	ReasonPolicyDeny        ReasonCode = "policy_deny"        // any other policy deny (403)
 	ReasonPolicyError       ReasonCode = "policy_error"       // the policy failed to evaluate (403)
 	ReasonUnavailable       ReasonCode = "unavailable"        // the issuer's keys could not be loaded (503)
-	ReasonOther             ReasonCode = "other"              // none of the above (a new deny path not classified yet)
 )
 
 // ReasonCodes lists every ReasonCode.
 var ReasonCodes = []ReasonCode{ReasonAllowed, ReasonNoResource, ReasonOrigin, ReasonInvalidRequest, ReasonBodyTooLarge,
-	ReasonMissingToken, ReasonInvalidToken, ReasonInsufficientScope, ReasonPolicyDeny, ReasonPolicyError, ReasonUnavailable, ReasonOther}
+	ReasonMissingToken, ReasonInvalidToken, ReasonInsufficientScope, ReasonPolicyDeny, ReasonPolicyError, ReasonUnavailable}
 
 // Decision is the decision word of the code: allow, error (mcp-authz could not decide) or deny.
 func (c ReasonCode) Decision() string {
@@ -38,37 +32,5 @@ func (c ReasonCode) Decision() string {
 		return "error"
 	default:
 		return "deny"
-	}
-}
-
-// Code classifies the decision.
-func (d *Decision) Code() ReasonCode {
-	switch {
-	case d.Allow:
-		return ReasonAllowed
-	case d.Unavailable:
-		return ReasonUnavailable
-	case d.Resource == "":
-		return ReasonNoResource
-	case d.Status == http.StatusRequestEntityTooLarge:
-		return ReasonBodyTooLarge
-	case d.Status == http.StatusBadRequest:
-		return ReasonInvalidRequest
-	case d.Status == http.StatusUnauthorized && strings.HasPrefix(d.Reason, "invalid_token"):
-		return ReasonInvalidToken
-	case d.Status == http.StatusUnauthorized:
-		return ReasonMissingToken
-	case d.Status != http.StatusForbidden:
-		return ReasonOther
-	case strings.HasPrefix(d.Reason, "insufficient scope"):
-		return ReasonInsufficientScope
-	case strings.HasPrefix(d.Reason, "policy deny"):
-		return ReasonPolicyDeny
-	case strings.HasPrefix(d.Reason, "policy error"):
-		return ReasonPolicyError
-	case d.Reason == "origin not allowed":
-		return ReasonOrigin
-	default:
-		return ReasonOther
 	}
 }

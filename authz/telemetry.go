@@ -158,7 +158,7 @@ func (t *Telemetry) endCheck(ctx context.Context, span trace.Span, req *Request,
 	if t == nil {
 		return
 	}
-	code := d.Code()
+	code := d.Code
 	if t.checks != nil {
 		t.checks.Add(ctx, 1, t.checkOutcome[code])
 		t.duration.Record(ctx, elapsed.Seconds(), t.durationAttrs[code.Decision()])

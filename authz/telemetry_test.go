@@ -287,8 +287,8 @@ func TestDecisionLog(t *testing.T) {
 				t.Fatalf("%d decision lines, want 1", len(lines))
 			}
 			line := lines[0]
-			if got := line["reason_code"]; got != string(d.Code()) {
-				t.Errorf("reason_code %v, decision code %s", got, d.Code())
+			if got := line["reason_code"]; got != string(d.Code) {
+				t.Errorf("reason_code %v, decision code %s", got, d.Code)
 			}
 			for k, want := range tc.want {
 				got, ok := line[k]
