@@ -17,10 +17,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Policy evaluates an input document, built as an OPA value, into a decision; a *policy.Policy is one, and
-// so is a *policy.Live that swaps generations of them.
+// Policy evaluates an input document, built as an OPA value by build as far as the policy reads it, into a
+// decision; a *policy.Policy is one, and so is a *policy.Live that swaps generations of them.
 type Policy interface {
-	EvaluateValue(ctx context.Context, input ast.Value) (policy.Decision, error)
+	EvaluateInput(ctx context.Context, build func(policy.Reads) (ast.Value, error)) (policy.Decision, error)
 }
 
 // Authorizer turns a Request into a Decision. It is safe for concurrent use.

@@ -1,56 +1,61 @@
 package authz
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 
 	"github.com/mcp-authz/mcp-authz/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // evaluatePolicy asks the policy for a decision on the input document of one request, built directly as an
-// ast.Value (OPA evaluates it as is; a map[string]any would be converted on every call).
+// ast.Value (OPA evaluates it as is; a map[string]any would be converted on every call) and only as far as
+// the policy generation can read it.
 func (a *Authorizer) evaluatePolicy(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
-	in, err := inputValue(req, res, id, msg)
-	if err != nil {
-		return policy.Decision{}, err
-	}
-	return a.policy.EvaluateValue(ctx, in)
+	return a.policy.EvaluateInput(ctx, func(reads policy.Reads) (ast.Value, error) {
+		return inputValue(req, res, id, msg, reads)
+	})
 }
 
-// inputValue is the policy input document (README "Policy input"; keep it stable) as an ast.Value (see the
-// README "Policy input").
-func inputValue(req *Request, res *resource, id *Identity, msg *Message) (ast.Value, error) {
-	token := id.policyToken
-	if token == nil {
-		var err error
-		if token, err = tokenValue(id); err != nil {
-			return nil, err
-		}
-	}
-	headers := ast.NewObjectWithCapacity(len(req.Headers))
-	for k, v := range req.Headers {
-		if k != "authorization" {
-			headers.Insert(ast.StringTerm(k), ast.StringTerm(v))
-		}
-	}
+// inputValue is the policy input document (README "Policy input"; keep it stable) as an ast.Value. Parts
+// the policy cannot read (reads) are left out: the request headers, the JSON-RPC id, the token, ...; with
+// the zero Reads the document is whole.
+func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads policy.Reads) (ast.Value, error) {
 	in := ast.NewObjectWithCapacity(4)
-	in.Insert(ast.InternedTerm("token"), ast.NewTerm(token))
-	in.Insert(ast.InternedTerm("request"), ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("method"), ast.StringTerm(req.Method)),
-		ast.Item(ast.InternedTerm("host"), ast.StringTerm(req.Host)),
-		ast.Item(ast.InternedTerm("path"), ast.StringTerm(req.Path)),
-		ast.Item(ast.InternedTerm("headers"), ast.NewTerm(headers)),
-	))
-	in.Insert(ast.InternedTerm("resource"), ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("url"), ast.StringTerm(res.cfg.URL)),
-		ast.Item(ast.InternedTerm("name"), ast.StringTerm(res.cfg.Name)),
-	))
-	if msg != nil {
+	if reads.Path("token") {
+		token := id.policyToken
+		if token == nil {
+			var err error
+			if token, err = tokenValue(id); err != nil {
+				return nil, err
+			}
+		}
+		in.Insert(ast.InternedTerm("token"), ast.NewTerm(token))
+	}
+	if reads.Path("request") {
+		r := ast.NewObjectWithCapacity(4)
+		r.Insert(ast.InternedTerm("method"), ast.StringTerm(req.Method))
+		r.Insert(ast.InternedTerm("host"), ast.StringTerm(req.Host))
+		r.Insert(ast.InternedTerm("path"), ast.StringTerm(req.Path))
+		if reads.Path("request", "headers") {
+			headers := ast.NewObjectWithCapacity(len(req.Headers))
+			for k, v := range req.Headers {
+				if k != "authorization" {
+					headers.Insert(ast.StringTerm(k), ast.StringTerm(v))
+				}
+			}
+			r.Insert(ast.InternedTerm("headers"), ast.NewTerm(headers))
+		}
+		in.Insert(ast.InternedTerm("request"), ast.NewTerm(r))
+	}
+	if reads.Path("resource") {
+		in.Insert(ast.InternedTerm("resource"), res.inputTerm)
+	}
+	if msg != nil && reads.Path("mcp") {
 		m := ast.NewObjectWithCapacity(4)
 		m.Insert(ast.InternedTerm("method"), ast.StringTerm(msg.Method))
-		if len(msg.ID) > 0 {
-			if id, err := ast.ValueFromReader(bytes.NewReader(msg.ID)); err == nil {
+		if len(msg.ID) > 0 && reads.Path("mcp", "id") {
+			if id := idValue(msg.ID); id != nil {
 				m.Insert(ast.InternedTerm("id"), ast.NewTerm(id))
 			}
 		}
@@ -63,6 +68,31 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message) (ast.Va
 		in.Insert(ast.InternedTerm("mcp"), ast.NewTerm(m))
 	}
 	return in, nil
+}
+
+// idValue is a JSON-RPC id (a JSON string or number, as readMessage keeps it) as an OPA value; nil when it
+// is neither.
+func idValue(raw json.RawMessage) ast.Value {
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil
+		}
+		return ast.String(s)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) != nil {
+		return nil
+	}
+	return ast.Number(n)
+}
+
+// resourceTerm is the `resource` member of the policy input, the same for every request to r.
+func resourceTerm(r *resource) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("url"), ast.StringTerm(r.cfg.URL)),
+		ast.Item(ast.InternedTerm("name"), ast.StringTerm(r.cfg.Name)),
+	)
 }
 
 // tokenValue is the `token` member of the policy input: subject, issuer, client_id (when set), scopes and

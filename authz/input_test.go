@@ -3,10 +3,14 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -27,7 +31,7 @@ func TestInputValue(t *testing.T) {
 	req := &Request{Method: "POST", Host: "mcp.example.com", Path: "/mcp?x=1", Headers: map[string]string{
 		"authorization": "Bearer t", "content-type": "application/json", ":path": "/mcp?x=1", "x-empty": "",
 	}}
-	res := &resource{cfg: config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"}}
+	res := mustResource(t, config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"})
 	tests := []struct {
 		name string
 		req  *Request
@@ -39,7 +43,7 @@ func TestInputValue(t *testing.T) {
 		{"numeric id, resources/read", req, res, full, &Message{Method: "resources/read", ID: json.RawMessage(`7`), URI: "file:///x"}},
 		{"notification", req, res, full, &Message{Method: "notifications/initialized"}},
 		{"no body", req, res, full, nil},
-		{"bare identity, no headers, unnamed resource", &Request{Method: "GET", Headers: map[string]string{}}, &resource{cfg: config.Resource{URL: "https://x"}}, bare, nil},
+		{"bare identity, no headers, unnamed resource", &Request{Method: "GET", Headers: map[string]string{}}, mustResource(t, config.Resource{URL: "https://x"}), bare, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,7 +51,7 @@ func TestInputValue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := inputValue(tc.req, tc.res, tc.id, tc.msg)
+			got, err := inputValue(tc.req, tc.res, tc.id, tc.msg, policy.Reads{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +64,7 @@ func TestInputValue(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 2 {
-				got, err := inputValue(tc.req, tc.res, &cached, tc.msg)
+				got, err := inputValue(tc.req, tc.res, &cached, tc.msg, policy.Reads{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -70,6 +74,15 @@ func TestInputValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustResource(t *testing.T, c config.Resource) *resource {
+	t.Helper()
+	r, err := newResource(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // inputDocument is the policy input document of the README ("Policy input"), built the plain way as Go
@@ -115,4 +128,94 @@ func inputDocument(req *Request, res *resource, id *Identity, msg *Message) map[
 		in["mcp"] = m
 	}
 	return in
+}
+
+// TestInputPruned checks that leaving out the parts of the input a policy cannot read (policy.Reads) never
+// changes a decision: for policies reading the headers (their presence too), the JSON-RPC id, the resource,
+// the claims, or the whole input, every request gets the decision it gets with the whole document. For the
+// shipped policy it also checks that the headers and the id are indeed left out.
+func TestInputPruned(t *testing.T) {
+	ctx := t.Context()
+	write := func(rego string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package mcp.authz\n\nimport rego.v1\n\ndefault decision := {\"allow\": false, \"reason\": \"default\"}\n\n"+rego), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	// left says which parts the built input must not hold.
+	type left struct{ headers, id, request bool }
+	policies := []struct {
+		name string
+		dir  string
+		left left
+	}{
+		{"shipped", "../deploy/policies", left{headers: true, id: true}},
+		{"header value", write(`decision := {"allow": true} if input.request.headers["x-tenant"] == "acme"`), left{id: true}},
+		{"header absence", write(`decision := {"allow": true, "reason": input.mcp.tool} if not input.request.headers["x-deny"]`), left{id: true}},
+		{"jsonrpc id", write(`decision := {"allow": true} if input.mcp.id == 7
+decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, request: true}},
+		{"resource and claims", write(`decision := {"allow": true, "reason": input.request.method} if {
+	input.resource.name == "tools"
+	input.token.claims.department == "engineering"
+}`), left{headers: true, id: true}},
+		{"whole request member", write(`decision := {"allow": true} if count(input.request) == 4`), left{id: true}},
+		{"whole input", write(`decision := {"allow": true, "reason": sprintf("%d", [count(input)])} if input.request.path != "/x"`), left{}},
+		{"dynamic key under headers", write(`decision := {"allow": true} if {
+	some k in ["x-tenant", "x-deny"]
+	input.request.headers[k] == "acme"
+}`), left{id: true}},
+		{"dynamic key under input", write(`decision := {"allow": true} if {
+	some k in ["request", "mcp"]
+	input[k].method == "POST"
+}`), left{}},
+	}
+	res := mustResource(t, config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"})
+	id := &Identity{Subject: "alice", Issuer: "https://idp", ClientID: "mcp-client", Scopes: []string{"tools:read", "tools:call"},
+		Claims: map[string]any{"sub": "alice", "department": "engineering", "groups": []any{"developers"}}}
+	var reqs []*Request
+	for _, h := range []map[string]string{{}, {"x-tenant": "acme"}, {"x-tenant": "other"}, {"x-deny": "1", "x-tenant": "acme"}, {"x-deny": ""}} {
+		h["authorization"] = "Bearer t"
+		reqs = append(reqs, &Request{Method: "POST", Host: "mcp.example.com", Path: "/mcp", Headers: h})
+	}
+	msgs := []*Message{nil, {Method: "tools/call", ID: json.RawMessage(`7`), Tool: "echo"}, {Method: "tools/call", ID: json.RawMessage(`"c-1"`), Tool: "admin_reset"},
+		{Method: "tools/list", ID: json.RawMessage(`8`)}, {Method: "notifications/initialized"}}
+	for _, pc := range policies {
+		t.Run(pc.name, func(t *testing.T) {
+			p, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery, policy.WithDecisionCache(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, req := range reqs {
+				for _, msg := range msgs {
+					whole, err := inputValue(req, res, id, msg, policy.Reads{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, wantErr := p.EvaluateValue(ctx, whole)
+					var built ast.Value
+					got, gotErr := p.EvaluateInput(ctx, func(r policy.Reads) (ast.Value, error) {
+						built, err = inputValue(req, res, id, msg, r)
+						return built, err
+					})
+					if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
+						t.Errorf("headers %v, message %+v: pruned input decides %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
+					}
+					obj := built.(ast.Object)
+					has := func(path ...string) bool {
+						_, err := obj.Find(ast.MustParseRef("x." + strings.Join(path, "."))[1:])
+						return err == nil
+					}
+					for _, part := range []struct {
+						path []string
+						left bool
+					}{{[]string{"request", "headers"}, pc.left.headers}, {[]string{"mcp", "id"}, pc.left.id || msg == nil || msg.ID == nil}, {[]string{"request"}, pc.left.request}} {
+						if got := has(part.path...); got == part.left {
+							t.Errorf("%s in the built input: %v, want %v", strings.Join(part.path, "."), got, !got)
+						}
+					}
+				}
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // WellKnownPath is the RFC 9728 well-known path prefix of Protected Resource Metadata.
@@ -22,6 +23,7 @@ type resource struct {
 	metadataURL  string // the absolute PRM URL, sent in resource_metadata
 	metadata     []byte // the PRM document
 	origins      map[string]bool
+	inputTerm    *ast.Term // the `resource` member of the policy input; shared, never modified
 }
 
 func newResource(c config.Resource) (*resource, error) {
@@ -32,6 +34,7 @@ func newResource(c config.Resource) (*resource, error) {
 	r := &resource{cfg: c, host: canonicalHost(u.Host, u.Scheme), path: strings.TrimSuffix(u.EscapedPath(), "/")}
 	r.metadataPath = WellKnownPath + r.path
 	r.metadataURL = u.Scheme + "://" + u.Host + r.metadataPath
+	r.inputTerm = resourceTerm(r)
 	doc := struct {
 		Resource             string   `json:"resource"`
 		AuthorizationServers []string `json:"authorization_servers"`

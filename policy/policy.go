@@ -51,6 +51,8 @@ type Policy struct {
 	cache *decisionCache
 	// cacheOff says why cache is nil.
 	cacheOff string
+	// reads is what the generation can read of its input.
+	reads Reads
 }
 
 // Option tunes the generation Load or FromBundle builds.
@@ -144,8 +146,9 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	if !definesQuery(compiler, query) {
 		return nil, fmt.Errorf("prepare policy query: no rule defines %s", query)
 	}
-	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files}
-	switch in := analyzeInput(compiler, query); {
+	in := analyzeInput(compiler, query)
+	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files, reads: newReads(in)}
+	switch {
 	case o.cacheSize <= 0:
 		p.cacheOff = "turned off by configuration"
 	case in.reason != "":
