@@ -5,6 +5,7 @@ package envoy
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -14,6 +15,9 @@ import (
 	"github.com/mcp-authz/mcp-authz/authz"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -97,11 +101,14 @@ func Request(req *authv3.CheckRequest) *authz.Request {
 func Response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
-		return &authv3.CheckResponse{
-			Status:          &rpcstatus.Status{Code: int32(code.Code_OK)},
-			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-			DynamicMetadata: metadata(d),
+		resp := &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		}
+		if md := metadata(d); md != nil {
+			resp.ProtoReflect().SetUnknown(md) // dynamic_metadata, already encoded
+		}
+		return resp
 	}
 	denied := &authv3.DeniedHttpResponse{
 		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
@@ -137,38 +144,50 @@ func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	return out
 }
 
-// metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the
-// caller's identity and claims, for access logs and later filters. Claims that cannot be represented are
-// left out; the rest is kept.
-func metadata(d *authz.Decision) *structpb.Struct {
+// metadataField is the wire number of CheckResponse.dynamic_metadata.
+var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("dynamic_metadata").Number()
+
+// metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the caller's
+// identity and claims, for access logs and later filters. Claims that cannot be represented are left out;
+// the rest is kept. Nil when there is none.
+//
+// It is returned already encoded, as the CheckResponse's dynamic_metadata field (Response sets it as the
+// message's raw field bytes, which the gRPC codec sends as they are): the identity's fields are encoded
+// once per cached token, and only the per-request ones (resource, MCP method and tool) are encoded per
+// Check. Marshalling the same Struct from its map on every Check cost more than the rest of the response.
+// A Struct is a map, whose entries may come in any order on the wire; Envoy (and any protobuf parser) reads
+// the concatenation as one Struct.
+func metadata(d *authz.Decision) protoreflect.RawFields {
 	id := d.Identity
 	if id == nil {
 		return nil
 	}
-	idFields, _ := id.Memo(identityFieldsKey{}, func() any { return identityFields(id) }).(map[string]*structpb.Value)
-	if idFields == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
+	idEntries, _ := id.Memo(identityEntriesKey{}, func() any { return identityEntries(id) }).([]byte)
+	if idEntries == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
 		return nil // proto strings must be UTF-8: no metadata rather than a response that cannot be sent
 	}
-	fields := make(map[string]*structpb.Value, len(idFields)+3)
-	for k, v := range idFields { // shared, never modified: proto marshalling only reads them
-		fields[k] = v
-	}
-	fields["resource"] = structpb.NewStringValue(d.Resource)
+	perRequest := map[string]*structpb.Value{"resource": structpb.NewStringValue(d.Resource)}
 	if d.MCP != nil {
-		fields["mcp_method"] = structpb.NewStringValue(d.MCP.Method)
+		perRequest["mcp_method"] = structpb.NewStringValue(d.MCP.Method)
 		if d.MCP.Tool != "" {
-			fields["tool"] = structpb.NewStringValue(d.MCP.Tool)
+			perRequest["tool"] = structpb.NewStringValue(d.MCP.Tool)
 		}
 	}
-	return &structpb.Struct{Fields: fields}
+	entries, err := proto.MarshalOptions{}.MarshalAppend(slices.Clip(idEntries), &structpb.Struct{Fields: perRequest})
+	if err != nil {
+		return nil
+	}
+	field := protowire.AppendTag(make([]byte, 0, len(entries)+16), metadataField, protowire.BytesType)
+	return protowire.AppendBytes(field, entries)
 }
 
-// identityFieldsKey keys the metadata fields of an identity in Identity.Memo.
-type identityFieldsKey struct{}
+// identityEntriesKey keys the encoded identity fields of an identity in Identity.Memo.
+type identityEntriesKey struct{}
 
-// identityFields are the metadata fields that depend on the identity alone: built once per cached token.
-// It is nil when a string is not valid UTF-8.
-func identityFields(id *authz.Identity) map[string]*structpb.Value {
+// identityEntries are the metadata fields that depend on the identity alone, encoded as the entries of a
+// Struct (a Struct's encoding is the list of its entries): built once per cached token. It is nil when a
+// string is not valid UTF-8.
+func identityEntries(id *authz.Identity) []byte {
 	for _, s := range append([]string{id.Subject, id.ClientID, id.Issuer}, id.Scopes...) {
 		if !utf8.ValidString(s) {
 			return nil
@@ -187,5 +206,9 @@ func identityFields(id *authz.Identity) map[string]*structpb.Value {
 	if claims, err := claimsValue(id.Claims); err == nil {
 		fields["claims"] = claims
 	}
-	return fields
+	b, err := proto.Marshal(&structpb.Struct{Fields: fields})
+	if err != nil {
+		return nil
+	}
+	return b
 }

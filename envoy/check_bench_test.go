@@ -6,12 +6,14 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/envoy"
 	"github.com/mcp-authz/mcp-authz/test/benchenv"
+	"google.golang.org/protobuf/proto"
 )
 
 // BenchmarkCheck measures one whole decision in process: a CheckRequest adapted by envoy.Request, decided
 // by authz.Authorizer.Check (bearer, verification, MCP body, policy, decision log line), and for Server the
-// CheckResponse built too. "allow" is a valid token calling an allowed tool; "deny-scope" the restricted
-// tool without its scope; "corpus" cycles through the load benchmark's corpus (allows and denies).
+// CheckResponse built and encoded too, as the gRPC codec encodes it. "allow" is a valid token calling an
+// allowed tool; "deny-scope" the restricted tool without its scope; "corpus" cycles through the load
+// benchmark's corpus (allows and denies).
 func BenchmarkCheck(b *testing.B) {
 	e, err := benchenv.New(context.Background(), "../deploy/policies", nil)
 	if err != nil {
@@ -61,6 +63,9 @@ func BenchmarkCheck(b *testing.B) {
 				resp, err := srv.Check(ctx, c.Request)
 				if err != nil || (resp.GetOkResponse() != nil) != c.Allow {
 					b.Fatalf("%s: %v %v", c.Name, resp, err)
+				}
+				if _, err := proto.Marshal(resp); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

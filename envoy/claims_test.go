@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/authz"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -68,7 +69,24 @@ func decodeClaims(t *testing.T, s string) map[string]any {
 	return c
 }
 
-// TestMetadata checks the dynamic metadata of an allow against the plain construction.
+// sentMetadata is the dynamic metadata of resp as Envoy receives it: after the wire.
+func sentMetadata(t *testing.T, resp *authv3.CheckResponse) *structpb.Struct {
+	t.Helper()
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got authv3.CheckResponse
+	if err := proto.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.ProtoReflect().GetUnknown()) > 0 {
+		t.Errorf("the response has unknown fields on the wire")
+	}
+	return got.GetDynamicMetadata()
+}
+
+// TestMetadata checks the dynamic metadata of an allow, as sent, against the plain construction.
 func TestMetadata(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -88,9 +106,11 @@ func TestMetadata(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &authz.Decision{Allow: true, Resource: "https://mcp.example.com/mcp", MCP: tc.mcp,
 				Identity: &authz.Identity{Subject: "alice", ClientID: "mcp-client", Issuer: "https://idp", Scopes: tc.scopes, Claims: tc.claims}}
-			got, want := metadata(d), referenceMetadata(d)
-			if !proto.Equal(got, want) {
-				t.Errorf("metadata =\n%v\nwant\n%v", got, want)
+			want := referenceMetadata(d)
+			for range 2 {
+				if got := sentMetadata(t, Response(d)); !proto.Equal(got, want) {
+					t.Errorf("metadata =\n%v\nwant\n%v", got, want)
+				}
 			}
 		})
 	}

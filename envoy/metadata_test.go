@@ -1,0 +1,84 @@
+package envoy_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/mcp-authz/mcp-authz/envoy"
+	"github.com/mcp-authz/mcp-authz/test/benchenv"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestMetadataCachedTokens sends the allows of the benchmark corpus (4 users, 3 tools each) from several
+// goroutines, so that most identities come from the token cache with their metadata encoded once and
+// shared: every response, as Envoy receives it, must carry its own user and its own tool.
+func TestMetadataCachedTokens(t *testing.T) {
+	e, err := benchenv.New(context.Background(), "../deploy/policies", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	corpus, err := benchenv.Corpus(e.IdP.Provider, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := envoy.NewServer(e.Authorizer)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 3 {
+				for _, c := range corpus {
+					if !c.Allow {
+						continue
+					}
+					resp, err := srv.Check(t.Context(), c.Request)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					b, err := proto.Marshal(resp)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					var got authv3.CheckResponse
+					if err := proto.Unmarshal(b, &got); err != nil {
+						t.Error(err)
+						return
+					}
+					md := got.GetDynamicMetadata().AsMap()
+					claims, _ := md["claims"].(map[string]any)
+					want := map[string]any{"sub": subject(t, c.Token), "tool": c.Name[len("allow "):], "mcp_method": "tools/call", "resource": benchenv.ResourceURL, "client_id": "mcp-client"}
+					for k, v := range want {
+						if md[k] != v || v == nil {
+							t.Errorf("%s: metadata %s = %v, want %v (%v)", c.Name, k, md[k], v, md)
+						}
+					}
+					if claims["department"] != "engineering" {
+						t.Errorf("%s: metadata claims = %v", c.Name, claims)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// subject is the `sub` claim of a JWT, read without verification.
+func subject(t *testing.T, token string) string {
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct{ Sub string }
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Sub
+}
