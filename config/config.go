@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -150,6 +151,22 @@ type Log struct {
 	// AllowSampleRate is the fraction of allow decisions logged, between 0 and 1. Denies and errors are
 	// always logged. Default 1 (every decision); read it with AllowRate.
 	AllowSampleRate *float64 `json:"allow_sample_rate,omitempty"`
+	// FlushInterval is how long log lines may wait to be written out in batches (one write per batch
+	// instead of one per decision); 0s writes every line at once. Default 200ms, at most 10s; read it with
+	// FlushEvery.
+	FlushInterval *Duration `json:"flush_interval,omitempty"`
+}
+
+// DefaultLogFlushInterval is the default of log.flush_interval.
+const DefaultLogFlushInterval = 200 * time.Millisecond
+
+// FlushEvery is how long log lines may wait in the batch: FlushInterval, or DefaultLogFlushInterval when it
+// is unset; 0 when every line is written at once.
+func (l Log) FlushEvery() time.Duration {
+	if l.FlushInterval == nil {
+		return DefaultLogFlushInterval
+	}
+	return time.Duration(*l.FlushInterval)
 }
 
 // AllowRate is the fraction of allow decisions to log: AllowSampleRate, or 1 when it is unset.
@@ -182,15 +199,16 @@ func (t Telemetry) MetricsOn() bool { return t.Metrics == nil || *t.Metrics }
 // Duration is a time.Duration written as a Go duration string ("60s", "5m").
 type Duration time.Duration
 
-// UnmarshalJSON reads a duration string.
+// UnmarshalJSON reads a duration string. Its errors are *json.UnmarshalTypeError, which the JSON decoder
+// completes with the field's path, so that the message names the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"60s\": %w", err)
+		return &json.UnmarshalTypeError{Value: string(b) + " (a duration is a string such as \"60s\")", Type: reflect.TypeFor[Duration]()}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q (%v)", s, err), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(v)
 	return nil
@@ -400,6 +418,9 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Log.AllowRate(); !(r >= 0 && r <= 1) { // also catches NaN
 		fail("log.allow_sample_rate", "must be between 0 and 1, not %v", r)
+	}
+	if f := c.Log.FlushEvery(); f < 0 || f > 10*time.Second {
+		fail("log.flush_interval", "must be between 0s and 10s, not %v", f)
 	}
 	if n := c.Telemetry.ServiceName; strings.TrimSpace(n) != n || strings.ContainsAny(n, "\r\n\x00") {
 		fail("telemetry.service_name", "%q has surrounding spaces or control characters", n)

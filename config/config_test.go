@@ -42,7 +42,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"issuer not derivable", strings.Replace(base, "/.well-known/openid-configuration", "/keys", 1), "issuers[0].issuer"},
 		{"HS256", strings.Replace(base, `configuration"}`, `configuration", algorithms: [HS256]}`, 1), "issuers[0].algorithms[0]"},
 		{"none", strings.Replace(base, `configuration"}`, `configuration", algorithms: [none]}`, 1), "issuers[0].algorithms[0]"},
-		{"bad duration", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: soon}`, 1), "invalid duration"},
+		{"bad duration", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: soon}`, 1), "issuers.refresh_interval"},
 		{"tiny refresh", strings.Replace(base, `configuration"}`, `configuration", refresh_interval: 1ms}`, 1), "issuers[0].refresh_interval"},
 		{"unknown field", base + "listen: {grcp: x}\n", `unknown field "listen.grcp"`},
 		{"field names are case-sensitive", base + "Listen: {grpc: x}\n", `unknown field "Listen"`},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -16,6 +15,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/service"
+	"github.com/mcp-authz/mcp-authz/telemetry"
 	"google.golang.org/grpc"
 )
 
@@ -89,7 +89,7 @@ func serve(o serveOptions) error {
 }
 
 // serveAuthz runs mcp-authz as `mcp-authz serve` does (service.New, then Serve), logging its decisions
-// as JSON lines to the child's stderr (which the parent sends to a file), and announces itself once ready.
+// as `mcp-authz serve` logs them (JSON lines, batched per log.flush_interval) to the child's stderr (which the parent sends to a file), and announces itself once ready.
 func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr string) error {
 	level := o.logLevel
 	var w io.Writer = os.Stderr
@@ -100,9 +100,8 @@ func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr 
 	if err != nil {
 		return err
 	}
-	var l slog.Level
-	l.UnmarshalText([]byte(level))
-	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	log, closeLog := telemetry.NewLogger(w, cfg.Log) // as `mcp-authz serve` logs
+	defer closeLog()
 	svc, err := service.New(ctx, cfg, log)
 	if err != nil {
 		return err
