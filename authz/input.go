@@ -17,6 +17,16 @@ func (a *Authorizer) evaluatePolicy(ctx context.Context, req *Request, res *reso
 	})
 }
 
+// inputKey holds the member names of the input document as terms, built once: OPA interns only a few
+// strings, so ast.InternedTerm would allocate most of them on every request. Never modified.
+var inputKey = struct {
+	token, request, method, host, path, headers, resource, mcp, id, tool, uri *ast.Term
+}{
+	ast.StringTerm("token"), ast.StringTerm("request"), ast.StringTerm("method"), ast.StringTerm("host"), ast.StringTerm("path"),
+	ast.StringTerm("headers"), ast.StringTerm("resource"), ast.StringTerm("mcp"), ast.StringTerm("id"), ast.StringTerm("tool"),
+	ast.StringTerm("uri"),
+}
+
 // inputValue is the policy input document (README "Policy input"; keep it stable) as an ast.Value. Parts
 // the policy cannot read (reads) are left out: the request headers, the JSON-RPC id, the token, ...; with
 // the zero Reads the document is whole.
@@ -30,13 +40,13 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 				return nil, err
 			}
 		}
-		in.Insert(ast.InternedTerm("token"), ast.NewTerm(token))
+		in.Insert(inputKey.token, ast.NewTerm(token))
 	}
 	if reads.Path("request") {
 		r := ast.NewObjectWithCapacity(4)
-		r.Insert(ast.InternedTerm("method"), ast.StringTerm(req.Method))
-		r.Insert(ast.InternedTerm("host"), ast.StringTerm(req.Host))
-		r.Insert(ast.InternedTerm("path"), ast.StringTerm(req.Path))
+		r.Insert(inputKey.method, ast.StringTerm(req.Method))
+		r.Insert(inputKey.host, ast.StringTerm(req.Host))
+		r.Insert(inputKey.path, ast.StringTerm(req.Path))
 		if reads.Path("request", "headers") {
 			headers := ast.NewObjectWithCapacity(len(req.Headers))
 			for k, v := range req.Headers {
@@ -44,28 +54,28 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 					headers.Insert(ast.StringTerm(k), ast.StringTerm(v))
 				}
 			}
-			r.Insert(ast.InternedTerm("headers"), ast.NewTerm(headers))
+			r.Insert(inputKey.headers, ast.NewTerm(headers))
 		}
-		in.Insert(ast.InternedTerm("request"), ast.NewTerm(r))
+		in.Insert(inputKey.request, ast.NewTerm(r))
 	}
 	if reads.Path("resource") {
-		in.Insert(ast.InternedTerm("resource"), res.inputTerm)
+		in.Insert(inputKey.resource, res.inputTerm)
 	}
 	if msg != nil && reads.Path("mcp") {
 		m := ast.NewObjectWithCapacity(4)
-		m.Insert(ast.InternedTerm("method"), ast.StringTerm(msg.Method))
+		m.Insert(inputKey.method, ast.StringTerm(msg.Method))
 		if len(msg.ID) > 0 && reads.Path("mcp", "id") {
 			if id := idValue(msg.ID); id != nil {
-				m.Insert(ast.InternedTerm("id"), ast.NewTerm(id))
+				m.Insert(inputKey.id, ast.NewTerm(id))
 			}
 		}
 		if msg.Tool != "" {
-			m.Insert(ast.InternedTerm("tool"), ast.StringTerm(msg.Tool))
+			m.Insert(inputKey.tool, ast.StringTerm(msg.Tool))
 		}
 		if msg.URI != "" {
-			m.Insert(ast.InternedTerm("uri"), ast.StringTerm(msg.URI))
+			m.Insert(inputKey.uri, ast.StringTerm(msg.URI))
 		}
-		in.Insert(ast.InternedTerm("mcp"), ast.NewTerm(m))
+		in.Insert(inputKey.mcp, ast.NewTerm(m))
 	}
 	return in, nil
 }

@@ -176,8 +176,11 @@ func minimalPrefixes(paths []ast.Ref) []ast.Ref {
 // trusting the hash alone. It is bounded: when full, an insert evicts an entry chosen by map iteration
 // (random). Safe for concurrent use.
 type decisionCache struct {
-	paths []ast.Ref
-	max   int
+	paths  []ast.Ref
+	max    int
+	// absent marks a path the input has no value at. It is an empty set, which no JSON input holds, and
+	// keys compare it by identity (sameKey); shared, never modified.
+	absent *ast.Term
 
 	mu      sync.RWMutex
 	buckets map[int][]cacheEntry
@@ -192,12 +195,13 @@ type cacheEntry struct {
 }
 
 func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
-	return &decisionCache{paths: paths, max: size, buckets: make(map[int][]cacheEntry)}
+	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
 }
 
-// key is the projection of input onto the cache's paths: an array with, per path, `[value]` when the
-// input has a value there and `[]` when it has none. ok is false when the input cannot be projected
-// faithfully (not an object, or a set on a path): such an input is evaluated, never cached.
+// key is the projection of input onto the cache's paths: an array with, per path, the input's term there,
+// or the cache's absent marker when the input has no value there. ok is false when the input cannot be projected
+// faithfully (not an object, or a set on a path): such an input is evaluated, never cached. The key shares
+// the input's terms (neither is ever modified).
 func (c *decisionCache) key(input ast.Value) (key ast.Value, ok bool) {
 	root, isObj := input.(ast.Object)
 	if !isObj {
@@ -205,30 +209,25 @@ func (c *decisionCache) key(input ast.Value) (key ast.Value, ok bool) {
 	}
 	elems := make([]*ast.Term, len(c.paths))
 	for i, p := range c.paths {
+		var found *ast.Term // every path has at least one key after `input`
 		var v ast.Value = root
-		present := true
 		for _, k := range p[1:] {
+			found = nil
 			switch x := v.(type) {
 			case ast.Object:
-				t := x.Get(k)
-				if t == nil {
-					present = false
-				} else {
-					v = t.Value
-				}
+				found = x.Get(k)
 			case ast.Set:
 				return nil, false // a set read with a key is a membership test; not projected
-			default:
-				present = false // a scalar or an array has no string keys: the ref is undefined
 			}
-			if !present {
-				break
+			if found == nil {
+				break // a scalar or an array has no string keys: the ref is undefined
 			}
+			v = found.Value
 		}
-		if present {
-			elems[i] = ast.ArrayTerm(ast.NewTerm(v))
+		if found != nil {
+			elems[i] = found
 		} else {
-			elems[i] = ast.ArrayTerm()
+			elems[i] = c.absent
 		}
 	}
 	return ast.NewArray(elems...), true
@@ -240,7 +239,7 @@ func (c *decisionCache) get(key ast.Value) (Decision, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for _, e := range c.buckets[h] {
-		if sameValue(e.key, key) {
+		if c.sameKey(e.key, key) {
 			c.hits.Add(1)
 			return cloneDecision(e.decision), true
 		}
@@ -256,7 +255,7 @@ func (c *decisionCache) put(key ast.Value, d Decision) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.buckets[h] {
-		if sameValue(e.key, key) {
+		if c.sameKey(e.key, key) {
 			return
 		}
 	}
@@ -280,6 +279,28 @@ func (c *decisionCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.size
+}
+
+// sameKey reports whether two keys are the same projection: path by path, both absent, or both present
+// with the same value (sameValue).
+func (c *decisionCache) sameKey(x, y ast.Value) bool {
+	a, b := x.(*ast.Array), y.(*ast.Array)
+	if a.Len() != b.Len() {
+		return false
+	}
+	for i := range a.Len() {
+		s, t := a.Elem(i), b.Elem(i)
+		if s == c.absent || t == c.absent {
+			if s != t {
+				return false
+			}
+			continue
+		}
+		if !sameValue(s.Value, t.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 // cloneDecision copies d's slice and map so that no caller shares them with the cache.
@@ -313,6 +334,9 @@ func sameValue(x, y ast.Value) bool {
 		return true
 	case ast.Object:
 		o, ok := y.(ast.Object)
+		if ok && o == x { // OPA's objects are pointers: the same object, a cached token's claims say
+			return true
+		}
 		if !ok || o.Len() != x.Len() {
 			return false
 		}

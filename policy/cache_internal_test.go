@@ -220,3 +220,39 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 		})
 	}
 }
+
+// TestSameKey checks the comparison a cache hit rests on, which the differential tests reach only through
+// hash collisions: a path absent from one input and present in the other (even as null or an empty
+// object) is a different key; values must be the same JSON, spelled alike.
+func TestSameKey(t *testing.T) {
+	c := newDecisionCache([]ast.Ref{ast.MustParseRef("input.a"), ast.MustParseRef("input.b")}, 10)
+	key := func(doc string) ast.Value {
+		k, ok := c.key(ast.MustParseTerm(doc).Value)
+		if !ok {
+			t.Fatalf("no key for %s", doc)
+		}
+		return k
+	}
+	tests := []struct {
+		x, y string
+		same bool
+	}{
+		{`{}`, `{}`, true},
+		{`{"a": 1}`, `{"a": 1, "c": 2}`, true},
+		{`{"a": {"x": [1, "s"]}}`, `{"a": {"x": [1, "s"]}}`, true},
+		{`{}`, `{"a": null}`, false},
+		{`{"b": {}}`, `{}`, false},
+		{`{"a": []}`, `{}`, false},
+		{`{"a": 1}`, `{"a": 1.0}`, false},
+		{`{"a": "1"}`, `{"a": 1}`, false},
+		{`{"a": 1}`, `{"b": 1}`, false},
+		{`{"a": {"x": 1}}`, `{"a": {"x": 1, "y": 2}}`, false},
+	}
+	for _, tc := range tests {
+		for _, order := range [][2]string{{tc.x, tc.y}, {tc.y, tc.x}} {
+			if got := c.sameKey(key(order[0]), key(order[1])); got != tc.same {
+				t.Errorf("sameKey(%s, %s) = %v, want %v", order[0], order[1], got, tc.same)
+			}
+		}
+	}
+}

@@ -23,6 +23,7 @@ type runResult struct {
 	elapsed    time.Duration   // wall time of the run
 	latencies  []time.Duration // one per answered request, sorted
 	firstErr   string          // the first RPC error or mismatch, if any
+	pacerLate  time.Duration   // fixedRate: p99 of how late the pacer's timer woke it
 }
 
 // rate is answered requests per second.
@@ -114,37 +115,57 @@ func saturate(ctx context.Context, client authv3.AuthorizationClient, corpus []b
 	return s.result(start, lats)
 }
 
-// fixedRate drives the target open-loop at `rate` requests per second for d: request i is due at
-// start + i/rate and its latency is counted from that due time, so a server that falls behind is charged
-// for the queueing it causes (no coordinated omission). At most `concurrency` requests are in flight.
+// fixedRate drives the target open-loop at `rate` requests per second for d. Request i is due at
+// start + i/rate; a pacer releases each request when it is due, to `concurrency` workers. Its latency is
+// counted from its due time, so that a server that falls behind is charged for the queueing it causes (no
+// coordinated omission: a request held back because every worker is busy, or because the release queue is
+// full, is still timed from its due time) — except for the pacer's own timer: time.Sleep wakes up to about
+// a millisecond late on Linux, and a request found due only at that late wake-up is timed from the wake-up.
+// The result's pacerLate is how late the pacer woke (its p99), which is not the target's doing.
 func fixedRate(ctx context.Context, client authv3.AuthorizationClient, corpus []benchenv.Case, verify bool, concurrency int, rate float64, d time.Duration) runResult {
 	s := &loadState{client: client, corpus: corpus, verify: verify}
 	ctx, cancel := context.WithTimeout(ctx, d+10*time.Second)
 	defer cancel()
 	total := min(int64(rate*d.Seconds()), maxSamples)
 	interval := time.Duration(float64(time.Second) / rate)
-	due := make(chan time.Time, 1024)
+	release := make(chan time.Time, 1024) // the time each request's latency is counted from
 	lats := make([][]time.Duration, concurrency)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range concurrency {
 		wg.Go(func() {
 			l := make([]time.Duration, 0, 1<<14)
-			for t := range due {
+			for t := range release {
 				s.do(ctx)
 				l = append(l, time.Since(t))
 			}
 			lats[w] = l
 		})
 	}
+	var late []time.Duration
+	var woke time.Time // when the pacer's last sleep ended
 	for i := range total {
-		t := start.Add(time.Duration(i) * interval)
-		if wait := time.Until(t); wait > 0 {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
+			woke = time.Now()
+			late = append(late, woke.Sub(due))
 		}
-		due <- t
+		release <- maxTime(due, woke)
 	}
-	close(due)
+	close(release)
 	wg.Wait()
-	return s.result(start, lats)
+	r := s.result(start, lats)
+	slices.Sort(late)
+	if len(late) > 0 {
+		r.pacerLate = late[int(0.99*float64(len(late)-1))]
+	}
+	return r
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -363,9 +363,9 @@ func run(o options) (int, error) {
 		if m, err := c.memStats(true); err == nil {
 			t.heapEnd = m.HeapInuse
 		}
-		fmt.Fprintf(os.Stderr, "half-rate %-18s %9.0f checks/s  p50 %v p90 %v p99 %v p99.9 %v max %v\n", kind, t.half.rate(),
+		fmt.Fprintf(os.Stderr, "half-rate %-18s %9.0f checks/s  p50 %v p90 %v p99 %v p99.9 %v max %v (pacer woke late by up to %v, p99)\n", kind, t.half.rate(),
 			t.half.percentile(0.50).Round(time.Microsecond), t.half.percentile(0.90).Round(time.Microsecond), t.half.percentile(0.99).Round(time.Microsecond),
-			t.half.percentile(0.999).Round(time.Microsecond), t.half.percentile(1).Round(time.Microsecond))
+			t.half.percentile(0.999).Round(time.Microsecond), t.half.percentile(1).Round(time.Microsecond), t.half.pacerLate.Round(time.Microsecond))
 	}
 	status := report(os.Stdout, o, results)
 	if c, ok := children["mcp-authz"]; ok && o.soak > 0 {
