@@ -176,8 +176,8 @@ func minimalPrefixes(paths []ast.Ref) []ast.Ref {
 // trusting the hash alone. It is bounded: when full, an insert evicts an entry chosen by map iteration
 // (random). Safe for concurrent use.
 type decisionCache struct {
-	paths  []ast.Ref
-	max    int
+	paths []ast.Ref
+	max   int
 	// absent marks a path the input has no value at. It is an empty set, which no JSON input holds, and
 	// keys compare it by identity (sameKey); shared, never modified.
 	absent *ast.Term

@@ -36,7 +36,9 @@ func (r *recorder) snapshot() (writes int, all string) {
 }
 
 func TestLogWriter(t *testing.T) {
-	line := func(g, i int) string { return fmt.Sprintf(`{"msg":"decision","g":%d,"i":%d,"pad":%q}`+"\n", g, i, strings.Repeat("x", 200)) }
+	line := func(g, i int) string {
+		return fmt.Sprintf(`{"msg":"decision","g":%d,"i":%d,"pad":%q}`+"\n", g, i, strings.Repeat("x", 200))
+	}
 	tests := []struct {
 		name       string
 		goroutines int
