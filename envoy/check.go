@@ -153,8 +153,8 @@ var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields
 //
 // It is returned already encoded, as the CheckResponse's dynamic_metadata field (Response sets it as the
 // message's raw field bytes, which the gRPC codec sends as they are): the identity's fields are encoded
-// once per cached token, and only the per-request ones (resource, MCP method and tool) are encoded per
-// Check. Marshalling the same Struct from its map on every Check cost more than the rest of the response.
+// by proto.Marshal once per cached token, and only the per-request strings (resource, MCP method and tool)
+// are appended per Check. Marshalling the same Struct from its map on every Check cost more than the rest of the response.
 // A Struct is a map, whose entries may come in any order on the wire; Envoy (and any protobuf parser) reads
 // the concatenation as one Struct.
 func metadata(d *authz.Decision) protoreflect.RawFields {
@@ -166,19 +166,39 @@ func metadata(d *authz.Decision) protoreflect.RawFields {
 	if idEntries == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
 		return nil // proto strings must be UTF-8: no metadata rather than a response that cannot be sent
 	}
-	perRequest := map[string]*structpb.Value{"resource": structpb.NewStringValue(d.Resource)}
+	entries := appendStringEntry(slices.Clip(idEntries), "resource", d.Resource)
 	if d.MCP != nil {
-		perRequest["mcp_method"] = structpb.NewStringValue(d.MCP.Method)
+		entries = appendStringEntry(entries, "mcp_method", d.MCP.Method)
 		if d.MCP.Tool != "" {
-			perRequest["tool"] = structpb.NewStringValue(d.MCP.Tool)
+			entries = appendStringEntry(entries, "tool", d.MCP.Tool)
 		}
-	}
-	entries, err := proto.MarshalOptions{}.MarshalAppend(slices.Clip(idEntries), &structpb.Struct{Fields: perRequest})
-	if err != nil {
-		return nil
 	}
 	field := protowire.AppendTag(make([]byte, 0, len(entries)+16), metadataField, protowire.BytesType)
 	return protowire.AppendBytes(field, entries)
+}
+
+// Wire numbers of google.protobuf.Struct's map entries (key 1, value 2, as for every map) and of the
+// string_value of google.protobuf.Value; TestWireNumbers checks them against the descriptors.
+const (
+	structFieldsNumber     protowire.Number = 1
+	mapKeyNumber           protowire.Number = 1
+	mapValueNumber         protowire.Number = 2
+	valueStringValueNumber protowire.Number = 3
+)
+
+// appendStringEntry appends to a Struct's encoding the entry key: {string_value: value}, as proto.Marshal
+// encodes it.
+func appendStringEntry(b []byte, key, value string) []byte {
+	valueSize := protowire.SizeTag(valueStringValueNumber) + protowire.SizeBytes(len(value))
+	entrySize := protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
+	b = protowire.AppendTag(b, structFieldsNumber, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entrySize))
+	b = protowire.AppendTag(b, mapKeyNumber, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	b = protowire.AppendTag(b, mapValueNumber, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(valueSize))
+	b = protowire.AppendTag(b, valueStringValueNumber, protowire.BytesType)
+	return protowire.AppendString(b, value)
 }
 
 // identityEntriesKey keys the encoded identity fields of an identity in Identity.Memo.

@@ -1,12 +1,14 @@
 package envoy
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/authz"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -113,5 +115,34 @@ func TestMetadata(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWireNumbers checks the wire numbers appendStringEntry writes against the descriptors of Struct and
+// Value, and its bytes against proto.Marshal's.
+func TestWireNumbers(t *testing.T) {
+	fields := (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields")
+	entry := fields.Message()
+	for _, c := range []struct {
+		name      string
+		got, want protowire.Number
+	}{
+		{"Struct.fields", structFieldsNumber, fields.Number()},
+		{"map key", mapKeyNumber, entry.Fields().ByName("key").Number()},
+		{"map value", mapValueNumber, entry.Fields().ByName("value").Number()},
+		{"Value.string_value", valueStringValueNumber, (&structpb.Value{}).ProtoReflect().Descriptor().Fields().ByName("string_value").Number()},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	for _, v := range []string{"", "tools/call", strings.Repeat("é", 200)} {
+		want, err := proto.Marshal(&structpb.Struct{Fields: map[string]*structpb.Value{"k": structpb.NewStringValue(v)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendStringEntry(nil, "k", v); !bytes.Equal(got, want) {
+			t.Errorf("appendStringEntry(%q) = %x, want %x", v, got, want)
+		}
 	}
 }
