@@ -2,6 +2,7 @@ package authz
 
 import (
 	"crypto/sha256"
+	"io"
 	"sync"
 	"time"
 
@@ -69,7 +70,12 @@ func newTokenCache(size int) *tokenCache {
 }
 
 // tokenKey is the cache key of a compact token.
-func tokenKey(raw string) [sha256.Size]byte { return sha256.Sum256([]byte(raw)) }
+func tokenKey(raw string) (key [sha256.Size]byte) {
+	h := sha256.New()
+	io.WriteString(h, raw) // no copy of the token into a []byte; a hash never fails to write
+	h.Sum(key[:0])
+	return key
+}
 
 // verify answers from the cache: ok is false on a miss (the caller verifies afresh), else id and e are what a
 // fresh verification of the token for audience returns now. A nil cache always misses.

@@ -5,7 +5,6 @@ package envoy
 import (
 	"context"
 	"net/http"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -166,15 +165,21 @@ func metadata(d *authz.Decision) protoreflect.RawFields {
 	if idEntries == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
 		return nil // proto strings must be UTF-8: no metadata rather than a response that cannot be sent
 	}
-	entries := appendStringEntry(slices.Clip(idEntries), "resource", d.Resource)
+	// The per-request entries, then the field: tag, length, identity entries, per-request entries.
+	var perRequest [160]byte
+	entries := appendStringEntry(perRequest[:0], "resource", d.Resource)
 	if d.MCP != nil {
 		entries = appendStringEntry(entries, "mcp_method", d.MCP.Method)
 		if d.MCP.Tool != "" {
 			entries = appendStringEntry(entries, "tool", d.MCP.Tool)
 		}
 	}
-	field := protowire.AppendTag(make([]byte, 0, len(entries)+16), metadataField, protowire.BytesType)
-	return protowire.AppendBytes(field, entries)
+	size := len(idEntries) + len(entries)
+	field := make([]byte, 0, protowire.SizeTag(metadataField)+protowire.SizeBytes(size))
+	field = protowire.AppendTag(field, metadataField, protowire.BytesType)
+	field = protowire.AppendVarint(field, uint64(size))
+	field = append(field, idEntries...)
+	return append(field, entries...)
 }
 
 // Wire numbers of google.protobuf.Struct's map entries (key 1, value 2, as for every map) and of the

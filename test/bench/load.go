@@ -9,6 +9,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/test/benchenv"
+	"google.golang.org/grpc"
 )
 
 // maxSamples bounds the latencies kept by one run (and so its memory); a run also stops once it has sent
@@ -168,4 +169,15 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// roundRobin spreads Checks over several gRPC connections, as Envoy's worker threads each use their own.
+type roundRobin struct {
+	clients []authv3.AuthorizationClient
+	next    atomic.Uint64
+}
+
+// Check sends the request on the next connection.
+func (r *roundRobin) Check(ctx context.Context, req *authv3.CheckRequest, opts ...grpc.CallOption) (*authv3.CheckResponse, error) {
+	return r.clients[r.next.Add(1)%uint64(len(r.clients))].Check(ctx, req, opts...)
 }

@@ -52,6 +52,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	concurrency int
+	conns       int
 	users       int
 	rounds      int
 	targets     []string
@@ -68,6 +69,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run (saturation, then half rate)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load on each target before its first run")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight during the saturation run")
+	flag.IntVar(&o.conns, "conns", 2, "gRPC connections to each target, used in turn (Envoy opens one per worker thread; a 2-core Envoy has 2)")
 	flag.IntVar(&o.users, "users", 4, "distinct valid tokens in the corpus (each calls 3 tools)")
 	flag.IntVar(&o.rounds, "rounds", 1, "saturation runs per target, interleaved; throughput is their median")
 	flag.StringVar(&targets, "targets", "floor,baseline,mcp-authz", "targets, of floor, baseline, baseline-jwtcache (OPA with its io_jwt cache on), mcp-authz")
@@ -103,11 +105,11 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stats  string
-	conn   *grpc.ClientConn
+	conns  []*grpc.ClientConn
 	client authv3.AuthorizationClient
 }
 
-func startChild(kind string, args []string, logFile *os.File) (*child, error) {
+func startChild(kind string, args []string, logFile *os.File, conns int) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -144,18 +146,23 @@ func startChild(kind string, args []string, logFile *os.File) (*child, error) {
 		c.stop()
 		return nil, fmt.Errorf("%s did not start within 60s", kind)
 	}
-	c.conn, err = grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		c.stop()
-		return nil, err
+	clients := &roundRobin{clients: make([]authv3.AuthorizationClient, conns)}
+	for i := range clients.clients {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		c.conns = append(c.conns, conn)
+		clients.clients[i] = authv3.NewAuthorizationClient(conn)
 	}
-	c.client = authv3.NewAuthorizationClient(c.conn)
+	c.client = clients
 	return c, nil
 }
 
 func (c *child) stop() {
-	if c.conn != nil {
-		c.conn.Close()
+	for _, conn := range c.conns {
+		conn.Close()
 	}
 	c.stdin.Close()
 	done := make(chan struct{})
@@ -298,7 +305,7 @@ func run(o options) (int, error) {
 			return 0, err
 		}
 		defer logFile.Close()
-		c, err := startChild(kind, args, logFile)
+		c, err := startChild(kind, args, logFile, o.conns)
 		if err != nil {
 			return 0, err
 		}
