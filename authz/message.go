@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // Message is the MCP JSON-RPC message a request carries, as far as rules need it.
@@ -42,38 +43,158 @@ func readMessage(r *Request, maxBytes int) (*Message, *Error) {
 	if len(body) > 0 && body[0] == '[' {
 		return nil, errInvalidRequest("JSON-RPC batches are not accepted")
 	}
-	// Members are read by their exact names (encoding/json matches struct fields case-insensitively, which
-	// would let "NAME" hide "name" from us but not from the MCP server).
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
+	// One pass over the validated bytes, members read by their exact names (encoding/json matches struct
+	// fields case-insensitively, which would let "NAME" hide "name" from us but not from the MCP server); a
+	// repeated member counts as its last occurrence, as in JavaScript's JSON.parse and Go's map decoding.
+	if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
 		return nil, errInvalidRequest("request body is not a JSON object")
 	}
-	var version string
-	if json.Unmarshal(top["jsonrpc"], &version) != nil || version != "2.0" {
+	var version, id, method, params []byte
+	eachMember(body, func(name, value []byte) {
+		switch string(name) {
+		case "jsonrpc":
+			version = value
+		case "id":
+			id = value
+		case "method":
+			method = value
+		case "params":
+			params = value
+		}
+	})
+	if v, ok := jsonString(version); !ok || v != "2.0" {
 		return nil, errInvalidRequest("request body is not a JSON-RPC 2.0 message")
 	}
 	m := &Message{}
-	if id := top["id"]; len(id) > 0 && (id[0] == '"' || id[0] == '-' || id[0] >= '0' && id[0] <= '9') {
-		m.ID = id
+	if len(id) > 0 && (id[0] == '"' || id[0] == '-' || id[0] >= '0' && id[0] <= '9') {
+		m.ID = json.RawMessage(id)
 	}
-	if raw, ok := top["method"]; ok {
-		if json.Unmarshal(raw, &m.Method) != nil {
+	if method != nil {
+		var ok bool
+		if m.Method, ok = jsonString(method); !ok {
 			return m, errInvalidRequest("JSON-RPC method is not a string")
 		}
 	}
-	var params map[string]json.RawMessage
-	if raw, ok := top["params"]; ok && json.Unmarshal(raw, &params) != nil {
-		params = nil
+	var name, uri []byte
+	if len(params) > 0 && params[0] == '{' {
+		eachMember(params, func(member, value []byte) {
+			switch string(member) {
+			case "name":
+				name = value
+			case "uri":
+				uri = value
+			}
+		})
 	}
+	var ok bool
 	switch m.Method {
 	case "tools/call":
-		if json.Unmarshal(params["name"], &m.Tool) != nil || m.Tool == "" {
+		if m.Tool, ok = jsonString(name); !ok || m.Tool == "" {
 			return m, errInvalidRequest("tools/call without a params.name string")
 		}
 	case "resources/read":
-		if json.Unmarshal(params["uri"], &m.URI) != nil || m.URI == "" {
+		if m.URI, ok = jsonString(uri); !ok || m.URI == "" {
 			return m, errInvalidRequest("resources/read without a params.uri string")
 		}
 	}
 	return m, nil
+}
+
+// eachMember calls f with the name and the raw value of each member of obj, a JSON object that json.Valid
+// accepted, in order. Names are decoded as encoding/json decodes them (escapes, invalid UTF-8).
+func eachMember(obj []byte, f func(name, value []byte)) {
+	i := skipSpace(obj, 1) // past '{'
+	for i < len(obj) && obj[i] == '"' {
+		end := skipValue(obj, i)
+		name := obj[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+			var s string
+			if json.Unmarshal(obj[i:end], &s) != nil {
+				return
+			}
+			name = []byte(s)
+		}
+		i = skipSpace(obj, end)
+		i = skipSpace(obj, i+1) // past ':'
+		end = skipValue(obj, i)
+		f(name, obj[i:end])
+		i = skipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+}
+
+// skipSpace returns the index of the first byte at or after i that is not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value starting at i, in bytes json.Valid accepted.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // a number, true, false or null
+		for i < len(b) && !isDelimiter(b[i]) {
+			i++
+		}
+		return i
+	}
+}
+
+// skipString returns the index just past the JSON string starting at i.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// isDelimiter reports whether c ends a JSON number or literal.
+func isDelimiter(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
+}
+
+// jsonString decodes raw as a JSON string; ok is false when raw is not one (or is absent).
+func jsonString(raw []byte) (s string, ok bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	return s, json.Unmarshal(raw, &s) == nil // escapes, or invalid UTF-8 (read as U+FFFD, as servers do)
 }
