@@ -28,6 +28,8 @@ type Config struct {
 	Policy Policy `json:"policy"`
 	// IdentityHeaders names the headers that carry the caller's identity to the MCP server.
 	IdentityHeaders IdentityHeaders `json:"identity_headers"`
+	// DynamicMetadata says what an allow puts in Envoy's dynamic metadata besides the identity.
+	DynamicMetadata DynamicMetadata `json:"dynamic_metadata"`
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 60s.
 	Leeway Duration `json:"leeway"`
 	// MaxBodyBytes bounds the request body read for MCP rules. Default 1 MiB.
@@ -142,6 +144,15 @@ type IdentityHeaders struct {
 	Issuer string `json:"issuer,omitempty"`
 	// Email carries `email` when the token has one. Default x-mcp-email.
 	Email string `json:"email,omitempty"`
+}
+
+// DynamicMetadata says what an allow answered over gRPC puts in Envoy's dynamic metadata (namespace
+// envoy.filters.http.ext_authz), besides sub, client_id, iss, scopes, resource, mcp_method and tool.
+type DynamicMetadata struct {
+	// Claims adds the token's whole claims set under "claims". Default false: Envoy decodes the metadata
+	// of every allowed request, and a claims set is most of it (Envoy's jwt_authn filter, likewise, puts
+	// the payload in metadata only when asked).
+	Claims bool `json:"claims,omitempty"`
 }
 
 // Log configures the structured logs.

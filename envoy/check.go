@@ -36,6 +36,7 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	checker Checker
 	tracing Tracing // nil: trace headers in gRPC metadata are ignored
+	claims  bool    // the token's claims go into the dynamic metadata too
 }
 
 // NewServer returns the gRPC Authorization service deciding with c.
@@ -50,7 +51,7 @@ func NewServer(c Checker, opts ...Option) *Server {
 // Check implements the ext_authz Check call. Every outcome, even a malformed CheckRequest, is an answer:
 // the RPC itself never fails, so Envoy never falls back to failure_mode_allow.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return Response(s.checker.Check(s.traceContext(ctx), Request(req))), nil
+	return s.response(s.checker.Check(s.traceContext(ctx), Request(req))), nil
 }
 
 // Request translates a CheckRequest into an authz.Request.
@@ -94,17 +95,21 @@ func Request(req *authv3.CheckRequest) *authz.Request {
 	return r
 }
 
-// Response translates an authz.Decision into a CheckResponse: OK with headers to set and remove, a
-// DeniedHttpResponse, or for an unavailable decision an error_response (so Envoy counts it as an
-// authorization-service error) with status UNAVAILABLE.
-func Response(d *authz.Decision) *authv3.CheckResponse {
+// Response translates an authz.Decision into a CheckResponse: OK with headers to set and remove and the
+// dynamic metadata (the identity, not its claims), a DeniedHttpResponse, or for an unavailable decision an
+// error_response (so Envoy counts it as an authorization-service error) with status UNAVAILABLE. The
+// dynamic metadata is carried already encoded: GetDynamicMetadata returns it once the response went
+// through the wire.
+func Response(d *authz.Decision) *authv3.CheckResponse { return (&Server{}).response(d) }
+
+func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
 		resp := &authv3.CheckResponse{
 			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		}
-		if md := metadata(d); md != nil {
+		if md := metadata(d, s.claims); md != nil {
 			resp.ProtoReflect().SetUnknown(md) // dynamic_metadata, already encoded
 		}
 		return resp
@@ -147,8 +152,8 @@ func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("dynamic_metadata").Number()
 
 // metadata is the dynamic metadata of an allow, in the envoy.filters.http.ext_authz namespace: the caller's
-// identity and claims, for access logs and later filters. Claims that cannot be represented are left out;
-// the rest is kept. Nil when there is none.
+// identity, and its claims when claims is set, for access logs and later filters. Claims that cannot be
+// represented are left out; the rest is kept. Nil when there is none.
 //
 // It is returned already encoded, as the CheckResponse's dynamic_metadata field (Response sets it as the
 // message's raw field bytes, which the gRPC codec sends as they are): the identity's fields are encoded
@@ -156,12 +161,12 @@ var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields
 // are appended per Check. Marshalling the same Struct from its map on every Check cost more than the rest of the response.
 // A Struct is a map, whose entries may come in any order on the wire; Envoy (and any protobuf parser) reads
 // the concatenation as one Struct.
-func metadata(d *authz.Decision) protoreflect.RawFields {
+func metadata(d *authz.Decision, claims bool) protoreflect.RawFields {
 	id := d.Identity
 	if id == nil {
 		return nil
 	}
-	idEntries, _ := id.Memo(identityEntriesKey{}, func() any { return identityEntries(id) }).([]byte)
+	idEntries, _ := id.Memo(identityEntriesKey{claims}, func() any { return identityEntries(id, claims) }).([]byte)
 	if idEntries == nil || !utf8.ValidString(d.Resource) || d.MCP != nil && (!utf8.ValidString(d.MCP.Method) || !utf8.ValidString(d.MCP.Tool)) {
 		return nil // proto strings must be UTF-8: no metadata rather than a response that cannot be sent
 	}
@@ -207,12 +212,12 @@ func appendStringEntry(b []byte, key, value string) []byte {
 }
 
 // identityEntriesKey keys the encoded identity fields of an identity in Identity.Memo.
-type identityEntriesKey struct{}
+type identityEntriesKey struct{ claims bool }
 
 // identityEntries are the metadata fields that depend on the identity alone, encoded as the entries of a
 // Struct (a Struct's encoding is the list of its entries): built once per cached token. It is nil when a
 // string is not valid UTF-8.
-func identityEntries(id *authz.Identity) []byte {
+func identityEntries(id *authz.Identity, withClaims bool) []byte {
 	for _, s := range append([]string{id.Subject, id.ClientID, id.Issuer}, id.Scopes...) {
 		if !utf8.ValidString(s) {
 			return nil
@@ -228,8 +233,10 @@ func identityEntries(id *authz.Identity) []byte {
 		"iss":       structpb.NewStringValue(id.Issuer),
 		"scopes":    structpb.NewListValue(&structpb.ListValue{Values: scopes}),
 	}
-	if claims, err := claimsValue(id.Claims); err == nil {
-		fields["claims"] = claims
+	if withClaims {
+		if claims, err := claimsValue(id.Claims); err == nil {
+			fields["claims"] = claims
+		}
 	}
 	b, err := proto.Marshal(&structpb.Struct{Fields: fields})
 	if err != nil {

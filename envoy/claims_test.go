@@ -15,14 +15,14 @@ import (
 
 // referenceMetadata is the dynamic metadata built the plain way: every field through structpb.NewStruct,
 // claims through structpb.NewValue after json.Number became float64.
-func referenceMetadata(d *authz.Decision) *structpb.Struct {
+func referenceMetadata(d *authz.Decision, withClaims bool) *structpb.Struct {
 	id := d.Identity
 	scopes := make([]any, len(id.Scopes))
 	for i, s := range id.Scopes {
 		scopes[i] = s
 	}
 	fields := map[string]any{"sub": id.Subject, "client_id": id.ClientID, "iss": id.Issuer, "scopes": scopes, "resource": d.Resource}
-	if claims, err := structpb.NewValue(plainJSON(id.Claims)); err == nil {
+	if claims, err := structpb.NewValue(plainJSON(id.Claims)); err == nil && withClaims {
 		fields["claims"] = claims.AsInterface()
 	}
 	if d.MCP != nil {
@@ -108,10 +108,12 @@ func TestMetadata(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &authz.Decision{Allow: true, Resource: "https://mcp.example.com/mcp", MCP: tc.mcp,
 				Identity: &authz.Identity{Subject: "alice", ClientID: "mcp-client", Issuer: "https://idp", Scopes: tc.scopes, Claims: tc.claims}}
-			want := referenceMetadata(d)
-			for range 2 {
-				if got := sentMetadata(t, Response(d)); !proto.Equal(got, want) {
-					t.Errorf("metadata =\n%v\nwant\n%v", got, want)
+			for _, claims := range []bool{false, true} {
+				want := referenceMetadata(d, claims)
+				for range 2 {
+					if got := sentMetadata(t, (&Server{claims: claims}).response(d)); !proto.Equal(got, want) {
+						t.Errorf("claims %v: metadata =\n%v\nwant\n%v", claims, got, want)
+					}
 				}
 			}
 		})

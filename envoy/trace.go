@@ -20,6 +20,10 @@ type Option func(*Server)
 // Check span continues the trace in the checked request's own headers.
 func WithTracing(t Tracing) Option { return func(s *Server) { s.tracing = t } }
 
+// WithClaimsMetadata adds the token's claims to the dynamic metadata of allows (config
+// dynamic_metadata.claims).
+func WithClaimsMetadata(on bool) Option { return func(s *Server) { s.claims = on } }
+
 // traceContext returns ctx continuing the trace in the incoming gRPC metadata, if any.
 func (s *Server) traceContext(ctx context.Context) context.Context {
 	if s.tracing == nil {

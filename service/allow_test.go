@@ -145,8 +145,11 @@ func assertAllowed(t *testing.T, o outcome, want allowed) {
 	if md["sub"] != want.headers["x-mcp-subject"] {
 		t.Errorf("dynamic metadata sub = %v", md["sub"])
 	}
-	if _, ok := md["claims"].(map[string]any); !ok {
-		t.Errorf("dynamic metadata has no claims: %v", md)
+	if _, ok := md["scopes"].([]any); !ok || md["iss"] == nil || md["client_id"] != o.headers["x-mcp-client-id"] || md["resource"] == nil {
+		t.Errorf("dynamic metadata lacks the identity or the resource: %v", md)
+	}
+	if _, ok := md["claims"]; ok {
+		t.Errorf("dynamic metadata has the claims, which dynamic_metadata.claims (default false) leaves out: %v", md)
 	}
 }
 

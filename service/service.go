@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := observe(tel, s.keys, s.policyStatus); err != nil {
 		return nil, err
 	}
-	var envoyOpts []envoy.Option
+	envoyOpts := []envoy.Option{envoy.WithClaimsMetadata(cfg.DynamicMetadata.Claims)}
 	if o.telemetry.Tracing() {
 		envoyOpts = append(envoyOpts, envoy.WithTracing(tel))
 	}

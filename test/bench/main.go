@@ -72,7 +72,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 2, "gRPC connections to each target, used in turn (Envoy opens one per worker thread; a 2-core Envoy has 2)")
 	flag.IntVar(&o.users, "users", 4, "distinct valid tokens in the corpus (each calls 3 tools)")
 	flag.IntVar(&o.rounds, "rounds", 1, "saturation runs per target, interleaved; throughput is their median")
-	flag.StringVar(&targets, "targets", "floor,baseline,mcp-authz", "targets, of floor, baseline, baseline-jwtcache (OPA with its io_jwt cache on), mcp-authz")
+	flag.StringVar(&targets, "targets", "floor,baseline,mcp-authz", "targets, of floor, baseline, baseline-jwtcache (OPA with its io_jwt cache on), mcp-authz, mcp-authz-claims (with dynamic_metadata.claims on)")
 	flag.StringVar(&o.policies, "policies", "deploy/policies", "the shipped policy folder")
 	flag.StringVar(&o.authzLog, "authz-log", "info", "mcp-authz decision log level (info logs every decision, to a file); off discards the log")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mcp-authz during its first saturation run to this file")

@@ -21,7 +21,7 @@ import (
 
 // serveOptions configure one server child process.
 type serveOptions struct {
-	kind     string // floor, baseline, baseline-jwtcache or mcp-authz
+	kind     string // floor, baseline, baseline-jwtcache, mcp-authz or mcp-authz-claims
 	issuer   string
 	policies string
 	jwksFile string
@@ -69,7 +69,9 @@ func serve(o serveOptions) error {
 
 	switch o.kind {
 	case "mcp-authz":
-		return serveAuthz(ctx, o, gl, sl.Addr().String())
+		return serveAuthz(ctx, o, gl, sl.Addr().String(), "")
+	case "mcp-authz-claims":
+		return serveAuthz(ctx, o, gl, sl.Addr().String(), "dynamic_metadata: {claims: true}\n")
 	case "floor", "baseline", "baseline-jwtcache":
 		s := grpc.NewServer()
 		if o.kind == "floor" {
@@ -90,13 +92,13 @@ func serve(o serveOptions) error {
 
 // serveAuthz runs mcp-authz as `mcp-authz serve` does (service.New, then Serve), logging its decisions
 // as `mcp-authz serve` logs them (JSON lines, batched per log.flush_interval) to the child's stderr (which the parent sends to a file), and announces itself once ready.
-func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr string) error {
+func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr, extraConfig string) error {
 	level := o.logLevel
 	var w io.Writer = os.Stderr
 	if level == "off" {
 		level, w = "error", io.Discard
 	}
-	cfg, err := config.Parse([]byte(configYAML(o.issuer, o.policies, level)))
+	cfg, err := config.Parse([]byte(configYAML(o.issuer, o.policies, level) + extraConfig))
 	if err != nil {
 		return err
 	}
