@@ -222,16 +222,21 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 	if d.Allow && a.allowRate < 1 && (a.allowRate <= 0 || rand.Float64() >= a.allowRate) {
 		return
 	}
-	if !a.log.Enabled(ctx, level) {
+	h := a.log.Handler()
+	if !h.Enabled(ctx, level) {
 		return
 	}
 	code := d.Code
-	attrs := make([]slog.Attr, 0, 20)
-	attrs = append(attrs, slog.String("decision", code.Decision()), slog.Int("status", d.Status),
+	var buf [20]slog.Attr
+	attrs := append(buf[:0], slog.String("decision", code.Decision()), slog.Int("status", d.Status),
 		slog.String("reason_code", string(code)), slog.String("reason", redactTokens(d.Reason)),
 		slog.String("resource", d.Resource))
 	if id := d.Identity; id != nil {
-		attrs = append(attrs, slog.String("sub", id.Subject), slog.String("client_id", id.ClientID), slog.String("iss", id.Issuer))
+		if id.memo != nil { // a cached token: its attributes encoded once, by the handler (WithAttrs)
+			h = a.identityHandler(h, id)
+		} else {
+			attrs = append(attrs, identityAttrs(id)...)
+		}
 	}
 	if m := d.MCP; m != nil {
 		attrs = append(attrs, slog.String("mcp_method", m.Method))
@@ -250,5 +255,24 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 		attrs = append(attrs, slog.String("trace_id", sc.SpanContext().TraceID().String()),
 			slog.String("span_id", sc.SpanContext().SpanID().String()))
 	}
-	a.log.LogAttrs(ctx, level, "decision", attrs...)
+	r := slog.NewRecord(time.Now(), level, "decision", 0) // pc 0: no source location, no runtime.Callers
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r) // a log that cannot be written does not change the decision
 }
+
+// identityAttrs are the decision-log attributes of an identity.
+func identityAttrs(id *Identity) []slog.Attr {
+	return []slog.Attr{slog.String("sub", id.Subject), slog.String("client_id", id.ClientID), slog.String("iss", id.Issuer)}
+}
+
+// identityHandler is h with the attributes of a cached identity added, built once per cached token.
+func (a *Authorizer) identityHandler(h slog.Handler, id *Identity) slog.Handler {
+	if v, ok := id.memo.Load(identityLogKey{a}); ok {
+		return v.(slog.Handler)
+	}
+	return id.Memo(identityLogKey{a}, func() any { return h.WithAttrs(identityAttrs(id)) }).(slog.Handler)
+}
+
+// identityLogKey keys, in Identity.Memo, the decision-log handler of an identity: the Authorizer's handler
+// with the identity's attributes already added.
+type identityLogKey struct{ a *Authorizer }
