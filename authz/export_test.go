@@ -7,3 +7,11 @@ func (v *Verifier) CachedTokens() int {
 	}
 	return v.cache.len()
 }
+
+// RejectedTokens is the number of tokens with a bad signature v remembers.
+func (v *Verifier) RejectedTokens() int {
+	if v.rejects == nil {
+		return 0
+	}
+	return v.rejects.len()
+}

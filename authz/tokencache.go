@@ -17,13 +17,17 @@ const DefaultTokenCacheSize = 4096
 // VerifierOption changes how NewVerifier builds a Verifier.
 type VerifierOption func(*Verifier)
 
-// WithTokenCache sets how many verified tokens the Verifier remembers; 0 turns the cache off, so every
-// token is verified afresh.
+// DefaultRejectCacheSize is how many tokens with a bad signature a Verifier remembers (tokenCache.reject).
+const DefaultRejectCacheSize = 1024
+
+// WithTokenCache sets how many verified tokens the Verifier remembers (and at most DefaultRejectCacheSize
+// of them, how many tokens with a bad signature); 0 turns both caches off, so every token is verified
+// afresh.
 func WithTokenCache(size int) VerifierOption {
 	return func(v *Verifier) {
-		v.cache = nil
+		v.cache, v.rejects = nil, nil
 		if size > 0 {
-			v.cache = newTokenCache(size)
+			v.cache, v.rejects = newTokenCache(size), newTokenCache(min(size, DefaultRejectCacheSize))
 		}
 	}
 }
@@ -41,6 +45,13 @@ func WithTokenCache(size int) VerifierOption {
 //     else with the very code of a fresh verification; and the audience against the resource of this request.
 //   - An entry is never used at or after the token's exp, and never kept for a failed verification.
 //   - The cache holds at most size entries; the oldest entry is evicted first (FIFO).
+//
+// A Verifier keeps a second, smaller tokenCache of tokens whose signature did not verify (reject): a client
+// or an attacker sending the same token again is refused without another signature check, with the answer
+// of a fresh verification: the entry is dropped once the issuer's key set changes, and a token that has
+// meanwhile expired is refused as expired, as FetchKeys would. No other failure is remembered: those that
+// may turn (an unknown kid, nbf, the audience of another resource) or cost little (an expired token is
+// refused before any signature check).
 type tokenCache struct {
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]*cachedToken
@@ -56,6 +67,10 @@ type cachedToken struct {
 	token   jwt.Token // the parsed token, for its time-based claims and audience
 	id      Identity  // what the fresh verification returned
 	slot    int       // index in order
+	// rejected is the refusal of a token whose signature did not verify (claims holds its unverified
+	// claims, to tell when it has expired); nil for a verified token.
+	rejected *Error
+	claims   map[string]any
 	// validFrom and validUntil bound the clock (truncated to the second) for which validate accepts the token:
 	// from max(iat, nbf) minus the leeway (zero: no bound) to exp plus the leeway, exclusive.
 	validFrom, validUntil time.Time
@@ -89,7 +104,17 @@ func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string)
 	if entry == nil {
 		return nil, nil, false
 	}
-	if !entry.issuer.keys.Version().Equal(entry.version) || !v.now().Before(entry.id.Expiry) {
+	if !entry.issuer.keys.Version().Equal(entry.version) {
+		c.remove(key, entry)
+		return nil, nil, false
+	}
+	if entry.rejected != nil {
+		if v.surelyExpired(entry.claims) {
+			return nil, errInvalidToken("token expired"), true // what FetchKeys answers before the signature
+		}
+		return nil, entry.rejected, true
+	}
+	if !v.now().Before(entry.id.Expiry) {
 		c.remove(key, entry)
 		return nil, nil, false
 	}
@@ -115,6 +140,20 @@ func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.T
 	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
 	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
 	entry.id.memo = new(sync.Map)
+	c.insert(key, entry)
+}
+
+// reject remembers a token whose signature did not verify under the key set version `version` of issuer
+// t, with its unverified claims and the refusal.
+func (c *tokenCache) reject(key [sha256.Size]byte, t *trustedIssuer, version time.Time, claims map[string]any, e *Error) {
+	if c == nil || t == nil || version.IsZero() {
+		return
+	}
+	c.insert(key, &cachedToken{issuer: t, version: version, rejected: e, claims: claims})
+}
+
+// insert stores entry under key, evicting the oldest entry when the cache is full.
+func (c *tokenCache) insert(key [sha256.Size]byte, entry *cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[key]; ok { // verified twice concurrently: keep the slot, take the newer entry

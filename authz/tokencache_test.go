@@ -109,6 +109,7 @@ type cacheFixture struct {
 	keySet        *authz.KeySet
 	cached, fresh *authz.Verifier
 	clock         *clock
+	foreign       jwk.Key // a key a test signs with and may publish later
 }
 
 func newCacheFixture(t *testing.T, signing ...jwk.Key) *cacheFixture {
@@ -354,5 +355,65 @@ func TestTokenCacheConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := small.CachedTokens(); n > 2 {
 		t.Errorf("%d tokens cached, size 2", n)
+	}
+}
+
+// TestRejectCache checks the tokens remembered as refused: only a bad signature is, its answer stays the one
+// of a fresh verification (expired once the token expires, accepted once the key set publishes the key that
+// signed it), and failures that may turn or cost little are not remembered.
+func TestRejectCache(t *testing.T) {
+	trusted := rsaKey(t, "k1")
+	tests := []struct {
+		name       string
+		token      func(f *cacheFixture) string
+		want       string // first answer
+		remembered bool
+		change     func(t *testing.T, f *cacheFixture) // then, between two more verifications
+		after      string
+	}{
+		{"altered signature, then expired", func(f *cacheFixture) string { return tamperSignature(f.mint(t, trusted, nil)) },
+			"signature verification failed", true,
+			func(t *testing.T, f *cacheFixture) { f.clock.Add(10*time.Minute + leeway) }, "token expired"},
+		{"foreign key under the trusted kid, then published by the issuer", func(f *cacheFixture) string {
+			f.foreign = rsaKey(t, "k1")
+			return f.mint(t, f.foreign, nil)
+		}, "signature verification failed", true,
+			func(t *testing.T, f *cacheFixture) { f.keys.serve(t, f.foreign); f.refreshKeys(t) }, ""},
+		{"altered signature, keys refreshed unchanged", func(f *cacheFixture) string { return tamperSignature(f.mint(t, trusted, nil)) },
+			"signature verification failed", true,
+			func(t *testing.T, f *cacheFixture) { f.refreshKeys(t) }, "signature verification failed"},
+		{"unknown kid, then published", func(f *cacheFixture) string {
+			f.foreign = rsaKey(t, "k2")
+			return f.mint(t, f.foreign, nil)
+		}, "unknown signing key", false,
+			func(t *testing.T, f *cacheFixture) { f.keys.serve(t, trusted, f.foreign); time.Sleep(2 * time.Millisecond) }, ""},
+		{"not yet valid, then valid", func(f *cacheFixture) string {
+			return f.mint(t, trusted, map[string]any{"nbf": f.clock.Now().Add(5 * time.Minute).Unix()})
+		}, "token not yet valid", false,
+			func(t *testing.T, f *cacheFixture) { f.clock.Add(5 * time.Minute) }, ""},
+		{"expired", func(f *cacheFixture) string {
+			return f.mint(t, trusted, map[string]any{"iat": f.clock.Now().Add(-time.Hour).Unix(), "exp": f.clock.Now().Add(-10 * time.Minute).Unix()})
+		}, "token expired", false, func(t *testing.T, f *cacheFixture) {}, "token expired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newCacheFixture(t, trusted)
+			tok := tc.token(f)
+			if got := f.assertSameAsFresh(t, tok, cacheResource); got != tc.want {
+				t.Fatalf("first answer %q, want %q", got, tc.want)
+			}
+			if n := f.cached.RejectedTokens(); (n == 1) != tc.remembered {
+				t.Fatalf("%d tokens remembered as refused; remembered: %v", n, tc.remembered)
+			}
+			if got := f.assertSameAsFresh(t, tok, cacheResource); got != tc.want {
+				t.Fatalf("second answer %q, want %q", got, tc.want)
+			}
+			tc.change(t, f)
+			for range 2 {
+				if got := f.assertSameAsFresh(t, tok, cacheResource); got != tc.after {
+					t.Fatalf("after the change %q, want %q", got, tc.after)
+				}
+			}
+		})
 	}
 }

@@ -26,6 +26,7 @@ type Verifier struct {
 	leeway  time.Duration
 	now     func() time.Time
 	cache   *tokenCache // verified tokens (tokencache.go); nil when disabled
+	rejects *tokenCache // tokens whose signature did not verify (tokenCache.reject); nil when disabled
 }
 
 type trustedIssuer struct {
@@ -38,7 +39,8 @@ type trustedIssuer struct {
 // NewVerifier returns a Verifier trusting the given issuers, each with its key set (keyed by issuer). It
 // caches verified tokens (DefaultTokenCacheSize of them) unless an option says otherwise.
 func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.Duration, now func() time.Time, opts ...VerifierOption) (*Verifier, error) {
-	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now, cache: newTokenCache(DefaultTokenCacheSize)}
+	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now, cache: newTokenCache(DefaultTokenCacheSize),
+		rejects: newTokenCache(DefaultRejectCacheSize)}
 	for _, opt := range opts {
 		opt(v)
 	}
@@ -83,6 +85,9 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if id, e, ok := v.cache.verify(v, key, audience); ok {
 		return id, e
 	}
+	if _, e, ok := v.rejects.verify(v, key, audience); ok {
+		return nil, e
+	}
 	kp := &keyChoice{v: v}
 	tok, err := jwt.ParseString(raw, jwt.WithContext(ctx), jwt.WithKeyProvider(kp), jwt.WithValidate(false))
 	if err != nil {
@@ -91,7 +96,9 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 		case errors.As(err, &e):
 			return nil, e
 		case jws.IsVerificationError(err):
-			return nil, errInvalidToken("signature verification failed")
+			e := errInvalidToken("signature verification failed")
+			v.rejects.reject(key, kp.issuer, kp.version, kp.claims, e)
+			return nil, e
 		case kp.issuer != nil:
 			return nil, errInvalidToken("malformed claims")
 		default:
