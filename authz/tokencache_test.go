@@ -386,7 +386,10 @@ func TestRejectCache(t *testing.T) {
 			f.foreign = rsaKey(t, "k2")
 			return f.mint(t, f.foreign, nil)
 		}, "unknown signing key", false,
-			func(t *testing.T, f *cacheFixture) { f.keys.serve(t, trusted, f.foreign); time.Sleep(2 * time.Millisecond) }, ""},
+			func(t *testing.T, f *cacheFixture) {
+				f.keys.serve(t, trusted, f.foreign)
+				time.Sleep(2 * time.Millisecond)
+			}, ""},
 		{"not yet valid, then valid", func(f *cacheFixture) string {
 			return f.mint(t, trusted, map[string]any{"nbf": f.clock.Now().Add(5 * time.Minute).Unix()})
 		}, "token not yet valid", false,
