@@ -31,11 +31,11 @@ func bearerToken(r *Request) (string, *Error) {
 	if token == "" {
 		return "", errInvalidRequest("empty bearer token")
 	}
-	// A repeated Authorization header reaches us joined with ","; b64token has no "," nor whitespace.
-	if strings.ContainsAny(token, ", \t") {
-		return "", errInvalidRequest("more than one credential in the Authorization header")
-	}
 	if !isB64Token(token) {
+		// A repeated Authorization header reaches us joined with ","; b64token has no "," nor whitespace.
+		if strings.ContainsAny(token, ", \t") {
+			return "", errInvalidRequest("more than one credential in the Authorization header")
+		}
 		return "", errInvalidRequest("bearer token has characters outside the b64token syntax")
 	}
 	return token, nil

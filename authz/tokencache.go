@@ -1,8 +1,6 @@
 package authz
 
 import (
-	"crypto/sha256"
-	"io"
 	"sync"
 	"time"
 
@@ -36,8 +34,10 @@ func WithTokenCache(size int) VerifierOption {
 // parsing and the signature check. It fails closed: a hit answers exactly what a fresh verification would,
 // or is not used at all.
 //
-//   - Entries are keyed by the SHA-256 of the whole compact token (header, payload and signature): a token
-//     that differs in any byte, such as the same claims with another signature, is a different entry.
+//   - Entries are found by a hash of the whole compact token (header, payload and signature; hash/maphash,
+//     seeded at random per process) and hit only when the stored token equals the request's byte for byte:
+//     a token that differs in any byte, such as the same claims with another signature, is never served
+//     another's entry, whatever the hash.
 //   - An entry records the version of its issuer's key set seen before the signing key was looked up; when
 //     the key set has changed since (rotation, refresh), the entry is dropped and the token verified afresh.
 //   - A hit re-checks the time-based claims (exp, nbf, iat with the leeway) on the current clock: inside the
@@ -54,14 +54,15 @@ func WithTokenCache(size int) VerifierOption {
 // refused before any signature check).
 type tokenCache struct {
 	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]*cachedToken
-	order   [][sha256.Size]byte // ring of keys in insertion order; order[next] is evicted next
-	used    []bool              // used[i]: order[i] holds a key
+	entries map[uint64]*cachedToken
+	order   []uint64 // ring of hashes in insertion order; order[next] is evicted next
+	used    []bool   // used[i]: order[i] holds a key
 	next    int
 }
 
 // cachedToken is one verified token.
 type cachedToken struct {
+	raw     string // the compact token
 	issuer  *trustedIssuer
 	version time.Time // issuer key set version the signature was checked under (at the latest)
 	token   jwt.Token // the parsed token, for its time-based claims and audience
@@ -78,30 +79,28 @@ type cachedToken struct {
 
 func newTokenCache(size int) *tokenCache {
 	return &tokenCache{
-		entries: make(map[[sha256.Size]byte]*cachedToken, size),
-		order:   make([][sha256.Size]byte, size),
+		entries: make(map[uint64]*cachedToken, size),
+		order:   make([]uint64, size),
 		used:    make([]bool, size),
 	}
 }
 
-// tokenKey is the cache key of a compact token.
-func tokenKey(raw string) (key [sha256.Size]byte) {
-	h := sha256.New()
-	io.WriteString(h, raw) // no copy of the token into a []byte; a hash never fails to write
-	h.Sum(key[:0])
-	return key
+// tokenKey identifies a compact token in the caches: its hash finds the entry, the token itself is compared.
+type tokenKey struct {
+	hash uint64
+	raw  string
 }
 
 // verify answers from the cache: ok is false on a miss (the caller verifies afresh), else id and e are what a
 // fresh verification of the token for audience returns now. A nil cache always misses.
-func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string) (id *Identity, e *Error, ok bool) {
+func (c *tokenCache) verify(v *Verifier, key tokenKey, audience string) (id *Identity, e *Error, ok bool) {
 	if c == nil {
 		return nil, nil, false
 	}
 	c.mu.RLock()
-	entry := c.entries[key]
+	entry := c.entries[key.hash]
 	c.mu.RUnlock()
-	if entry == nil {
+	if entry == nil || entry.raw != key.raw {
 		return nil, nil, false
 	}
 	if !entry.issuer.keys.Version().Equal(entry.version) {
@@ -132,11 +131,11 @@ func (c *tokenCache) verify(v *Verifier, key [sha256.Size]byte, audience string)
 
 // add remembers a token that passed verification at time now under the key set version `version` of
 // issuer t. A token already at or past its exp (accepted within the leeway) is not remembered.
-func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.Time, tok jwt.Token, id *Identity, now time.Time, leeway time.Duration) {
+func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, tok jwt.Token, id *Identity, now time.Time, leeway time.Duration) {
 	if c == nil || version.IsZero() || !now.Before(id.Expiry) {
 		return
 	}
-	entry := &cachedToken{issuer: t, version: version, token: tok, id: *id}
+	entry := &cachedToken{raw: key.raw, issuer: t, version: version, token: tok, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
 	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
 	entry.id.memo = new(sync.Map)
@@ -145,20 +144,20 @@ func (c *tokenCache) add(key [sha256.Size]byte, t *trustedIssuer, version time.T
 
 // reject remembers a token whose signature did not verify under the key set version `version` of issuer
 // t, with its unverified claims and the refusal.
-func (c *tokenCache) reject(key [sha256.Size]byte, t *trustedIssuer, version time.Time, claims map[string]any, e *Error) {
+func (c *tokenCache) reject(key tokenKey, t *trustedIssuer, version time.Time, claims map[string]any, e *Error) {
 	if c == nil || t == nil || version.IsZero() {
 		return
 	}
-	c.insert(key, &cachedToken{issuer: t, version: version, rejected: e, claims: claims})
+	c.insert(key, &cachedToken{raw: key.raw, issuer: t, version: version, rejected: e, claims: claims})
 }
 
 // insert stores entry under key, evicting the oldest entry when the cache is full.
-func (c *tokenCache) insert(key [sha256.Size]byte, entry *cachedToken) {
+func (c *tokenCache) insert(key tokenKey, entry *cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[key]; ok { // verified twice concurrently: keep the slot, take the newer entry
+	if old, ok := c.entries[key.hash]; ok { // verified twice concurrently (or a hash shared): keep the slot, take the newer entry
 		entry.slot = old.slot
-		c.entries[key] = entry
+		c.entries[key.hash] = entry
 		return
 	}
 	if c.used[c.next] {
@@ -167,8 +166,8 @@ func (c *tokenCache) insert(key [sha256.Size]byte, entry *cachedToken) {
 		}
 	}
 	entry.slot = c.next
-	c.order[c.next], c.used[c.next] = key, true
-	c.entries[key] = entry
+	c.order[c.next], c.used[c.next] = key.hash, true
+	c.entries[key.hash] = entry
 	c.next = (c.next + 1) % len(c.order)
 }
 
@@ -190,11 +189,11 @@ func validityWindow(tok jwt.Token, leeway time.Duration) (from, until time.Time)
 }
 
 // remove drops entry, unless another entry has replaced it meanwhile.
-func (c *tokenCache) remove(key [sha256.Size]byte, entry *cachedToken) {
+func (c *tokenCache) remove(key tokenKey, entry *cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.entries[key] == entry {
-		delete(c.entries, key)
+	if c.entries[key.hash] == entry {
+		delete(c.entries, key.hash)
 	}
 }
 

@@ -1,8 +1,8 @@
 package authz
 
 import (
-	"crypto/sha256"
 	"fmt"
+	"hash/maphash"
 	"testing"
 	"time"
 
@@ -23,9 +23,9 @@ func TestTokenCacheBounded(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("size %d, %d tokens", tc.size, tc.adds), func(t *testing.T) {
 			c := newTokenCache(tc.size)
-			keys := make([][sha256.Size]byte, tc.adds)
+			keys := make([]tokenKey, tc.adds)
 			for i := range tc.adds {
-				keys[i] = tokenKey(fmt.Sprintf("token-%d", i))
+				keys[i] = testKey(fmt.Sprintf("token-%d", i))
 				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
 				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute) // twice: one slot
 				if n := c.len(); n > tc.size {
@@ -33,7 +33,7 @@ func TestTokenCacheBounded(t *testing.T) {
 				}
 			}
 			for i, k := range keys {
-				_, held := c.entries[k]
+				_, held := c.entries[k.hash]
 				if want := i >= tc.adds-tc.size; held != want {
 					t.Errorf("token %d held = %v, want %v", i, held, want)
 				}
@@ -57,10 +57,29 @@ func TestTokenCacheRefusesUnfitEntries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTokenCache(4)
-			c.add(tokenKey("t"), &trustedIssuer{}, tc.version, jwt.New(), &Identity{Expiry: tc.expiry}, now, time.Minute)
+			c.add(testKey("t"), &trustedIssuer{}, tc.version, jwt.New(), &Identity{Expiry: tc.expiry}, now, time.Minute)
 			if c.len() != 0 {
 				t.Errorf("entry added")
 			}
 		})
+	}
+}
+
+// testKey is the cache key of raw, with a hash of its own.
+func testKey(raw string) tokenKey {
+	return tokenKey{hash: maphash.String(maphash.MakeSeed(), raw), raw: raw}
+}
+
+// TestTokenCacheComparesTokens checks that an entry is served only to the very token it holds, even when
+// another token has the same hash.
+func TestTokenCacheComparesTokens(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(4)
+	c.add(tokenKey{hash: 7, raw: "token-a"}, &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
+	if c.len() != 1 {
+		t.Fatal("token not cached")
+	}
+	if _, _, ok := c.verify(nil, tokenKey{hash: 7, raw: "token-b"}, "https://mcp.example.com/mcp"); ok {
+		t.Error("a token with the same hash was answered from another token's entry")
 	}
 }

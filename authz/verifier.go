@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -25,8 +26,9 @@ type Verifier struct {
 	issuers map[string]*trustedIssuer
 	leeway  time.Duration
 	now     func() time.Time
-	cache   *tokenCache // verified tokens (tokencache.go); nil when disabled
-	rejects *tokenCache // tokens whose signature did not verify (tokenCache.reject); nil when disabled
+	cache   *tokenCache  // verified tokens (tokencache.go); nil when disabled
+	rejects *tokenCache  // tokens whose signature did not verify (tokenCache.reject); nil when disabled
+	seed    maphash.Seed // of the caches' token hashes
 }
 
 type trustedIssuer struct {
@@ -40,7 +42,7 @@ type trustedIssuer struct {
 // caches verified tokens (DefaultTokenCacheSize of them) unless an option says otherwise.
 func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.Duration, now func() time.Time, opts ...VerifierOption) (*Verifier, error) {
 	v := &Verifier{issuers: make(map[string]*trustedIssuer, len(issuers)), leeway: leeway, now: now, cache: newTokenCache(DefaultTokenCacheSize),
-		rejects: newTokenCache(DefaultRejectCacheSize)}
+		rejects: newTokenCache(DefaultRejectCacheSize), seed: maphash.MakeSeed()}
 	for _, opt := range opts {
 		opt(v)
 	}
@@ -81,7 +83,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if strings.Count(raw, ".") != 2 {
 		return nil, errInvalidToken("malformed token: not a compact JWS")
 	}
-	key := tokenKey(raw)
+	key := tokenKey{hash: maphash.String(v.seed, raw), raw: raw}
 	if id, e, ok := v.cache.verify(v, key, audience); ok {
 		return id, e
 	}
