@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -59,6 +60,8 @@ type options struct {
 	policies    string
 	authzLog    string
 	cpuProfile  string
+	pin         bool
+	latencyAt   float64
 	soak        time.Duration
 }
 
@@ -77,12 +80,19 @@ func main() {
 	flag.StringVar(&o.authzLog, "authz-log", "info", "mcp-authz decision log level (info logs every decision, to a file); off discards the log")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mcp-authz during its first saturation run to this file")
 	flag.DurationVar(&o.soak, "soak", 0, "after the table, drive mcp-authz at half saturation this long, printing its RSS and heap every tenth of it")
+	flag.Float64Var(&o.latencyAt, "latency-at", 0.5, "the open-loop latency run's rate, as a fraction of the saturation throughput")
+	flag.BoolVar(&o.pin, "pin", false, "pin the load generator to the first half of the CPUs and every target to the other half, so that they never compete for a core (GOMAXPROCS follows)")
+	flag.StringVar(&so.cpus, "cpus", "", "internal: CPUs of the target (child process)")
 	flag.StringVar(&so.kind, "serve", "", "internal: run one target server (child process)")
 	flag.StringVar(&so.issuer, "issuer", "", "internal: issuer URL")
 	flag.StringVar(&so.jwksFile, "jwks", "", "internal: JWKS file of the baseline")
 	flag.StringVar(&so.dataFile, "data", "", "internal: policy data file of the baseline")
 	flag.Parse()
 	if so.kind != "" {
+		if err := pinTo(so.cpus); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
 		so.policies, so.logLevel = o.policies, o.authzLog
 		if err := serve(so); err != nil {
 			fmt.Fprintln(os.Stderr, "bench child:", err)
@@ -91,6 +101,9 @@ func main() {
 		return
 	}
 	o.targets = strings.Split(targets, ",")
+	// The load generator's own collections delay the answers it times: collect less often (the targets,
+	// child processes, run with the Go defaults).
+	debug.SetGCPercent(400)
 	code, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -281,6 +294,16 @@ func run(o options) (int, error) {
 		return 0, err
 	}
 	args := []string{"-issuer", p.Issuer(), "-jwks", jwksFile, "-data", filepath.Join(policies, "data.yaml"), "-policies", policies, "-authz-log", o.authzLog}
+	if o.pin {
+		generator, targets, err := splitCPUs()
+		if err != nil {
+			return 0, err
+		}
+		if err := pinTo(generator); err != nil {
+			return 0, err
+		}
+		args = append(args, "-cpus", targets)
+	}
 
 	denies := 0
 	for _, c := range corpus {
@@ -363,7 +386,7 @@ func run(o options) (int, error) {
 	for _, kind := range o.targets {
 		c, t := children[kind], results[kind]
 		slices.Sort(t.sat.latencies)
-		t.halfRate = t.medianRate() / 2
+		t.halfRate = t.medianRate() * o.latencyAt
 		t.half = fixedRate(ctx, c.client, corpus, t.verified, max(o.concurrency, 64), t.halfRate, o.duration)
 		t.sent(t.half)
 		t.rssEnd = c.rssKiB()

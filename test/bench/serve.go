@@ -27,6 +27,7 @@ type serveOptions struct {
 	jwksFile string
 	dataFile string
 	logLevel string // mcp-authz decision log level; "off" discards the log
+	cpus     string // CPUs the child is pinned to ("" = not pinned)
 }
 
 // memStats is what a child reports of its Go runtime, for allocations per check and heap size.
