@@ -163,13 +163,41 @@ func stepUpScope(required, held, supported []string) string {
 }
 
 // allow builds the allow decision: identity headers set, the client's Authorization and any copy of an
-// identity header we do not set removed, the policy's own headers added.
+// identity header we do not set removed, the policy's own headers added. Without policy headers, the two
+// lists depend on the identity and the resource alone: built once per cached token and resource.
 func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[string]string) *Decision {
-	d := &Decision{Allow: true, Status: http.StatusOK, Code: ReasonAllowed, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg,
-		Headers: make([]Header, 0, len(a.identity)+len(extra)), RemoveHeaders: make([]string, 0, len(a.identity)+1)}
+	d := &Decision{Allow: true, Status: http.StatusOK, Code: ReasonAllowed, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg}
+	if len(extra) == 0 && id.memo != nil {
+		v, ok := id.Memoized(allowHeadersKey{a, res})
+		if !ok {
+			v = id.Memo(allowHeadersKey{a, res}, func() any { return a.allowHeaders(res, id, nil) })
+		}
+		h := v.(*allowHeaders)
+		d.Headers, d.RemoveHeaders, d.SharedHeaders = h.set, h.remove, true
+		return d
+	}
+	h := a.allowHeaders(res, id, extra)
+	d.Headers, d.RemoveHeaders = h.set, h.remove
+	return d
+}
+
+// allowHeaders are the header lists of an allow.
+type allowHeaders struct {
+	set    []Header
+	remove []string
+}
+
+// allowHeadersKey keys, in Identity.Memo, the header lists of an allow without policy headers.
+type allowHeadersKey struct {
+	a   *Authorizer
+	res *resource
+}
+
+func (a *Authorizer) allowHeaders(res *resource, id *Identity, extra map[string]string) *allowHeaders {
+	h := &allowHeaders{set: make([]Header, 0, len(a.identity)+len(extra)), remove: make([]string, 0, len(a.identity)+1)}
 	set := func(name, value string) {
 		if value != "" {
-			d.Headers = append(d.Headers, Header{name, value})
+			h.set = append(h.set, Header{name, value})
 		}
 	}
 	set(a.headers.Subject, id.Subject)
@@ -186,14 +214,14 @@ func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[
 		set(name, value)
 	}
 	for _, name := range a.identity {
-		if !slices.ContainsFunc(d.Headers, func(h Header) bool { return h.Name == name }) {
-			d.RemoveHeaders = append(d.RemoveHeaders, name)
+		if !slices.ContainsFunc(h.set, func(s Header) bool { return s.Name == name }) {
+			h.remove = append(h.remove, name)
 		}
 	}
 	if !res.cfg.KeepAuthorization {
-		d.RemoveHeaders = append(d.RemoveHeaders, "authorization")
+		h.remove = append(h.remove, "authorization")
 	}
-	return d
+	return h
 }
 
 // safeHeader keeps policies from setting hop-by-hop, pseudo or credential headers, or values with CR/LF.
@@ -267,7 +295,7 @@ func identityAttrs(id *Identity) []slog.Attr {
 
 // identityHandler is h with the attributes of a cached identity added, built once per cached token.
 func (a *Authorizer) identityHandler(h slog.Handler, id *Identity) slog.Handler {
-	if v, ok := id.memo.Load(identityLogKey{a}); ok {
+	if v, ok := id.Memoized(identityLogKey{a}); ok {
 		return v.(slog.Handler)
 	}
 	return id.Memo(identityLogKey{a}, func() any { return h.WithAttrs(identityAttrs(id)) }).(slog.Handler)

@@ -30,6 +30,15 @@ type Identity struct {
 	memo *sync.Map
 }
 
+// Memoized returns what Memo stored under key for this cached identity, if anything: a caller on a hot
+// path looks it up before making a build function.
+func (id *Identity) Memoized(key any) (any, bool) {
+	if id.memo == nil {
+		return nil, false
+	}
+	return id.memo.Load(key)
+}
+
 // Memo returns what build derives from this identity under key (a comparable key of the caller's own
 // type). For a cached token it is built once and then shared by every request carrying the token, so the
 // value must be treated as immutable; otherwise it is built on every call.

@@ -16,8 +16,8 @@ import (
 
 // TestMetadataCachedTokens sends the allows of the benchmark corpus (4 users, 3 tools each) from several
 // goroutines, so that most identities come from the token cache with their metadata encoded once and
-// shared: every response, as Envoy receives it, must carry its own user and its own tool, and the claims
-// exactly when asked.
+// shared, and so are their header messages: every response, as Envoy receives it, must carry its own
+// user (headers and metadata) and its own tool, and the claims exactly when asked.
 func TestMetadataCachedTokens(t *testing.T) {
 	e, err := benchenv.New(context.Background(), "../deploy/policies", nil)
 	if err != nil {
@@ -52,6 +52,13 @@ func TestMetadataCachedTokens(t *testing.T) {
 					if err := proto.Unmarshal(b, &got); err != nil {
 						t.Error(err)
 						return
+					}
+					headers := map[string]string{}
+					for _, h := range got.GetOkResponse().GetHeaders() {
+						headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+					}
+					if sub := subject(t, c.Token); headers["x-mcp-subject"] != sub || headers["x-mcp-client-id"] != "mcp-client" {
+						t.Errorf("%s: identity headers %v, want the subject %s", c.Name, headers, sub)
 					}
 					md := got.GetDynamicMetadata().AsMap()
 					claims, _ := md["claims"].(map[string]any)
