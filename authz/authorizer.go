@@ -13,14 +13,13 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/policy"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Policy evaluates an input document, built as an OPA value by build as far as the policy reads it, into a
-// decision; a *policy.Policy is one, and so is a *policy.Live that swaps generations of them.
+// Policy decides one request's input document (built only as far as the policy reads it, and only when its
+// decision cache misses); a *policy.Policy is one, and so is a *policy.Live that swaps generations of them.
 type Policy interface {
-	EvaluateInput(ctx context.Context, build func(policy.Reads) (ast.Value, error)) (policy.Decision, error)
+	EvaluateInput(ctx context.Context, in policy.Input) (policy.Decision, error)
 }
 
 // Authorizer turns a Request into a Decision. It is safe for concurrent use.

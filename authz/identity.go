@@ -24,7 +24,7 @@ type Identity struct {
 
 	// policyToken is the `token` member of the policy input built from the fields above: the token cache
 	// builds it once per token, so requests with a cached token do not rebuild it; nil otherwise.
-	policyToken ast.Value
+	policyToken *ast.Term
 	// memo holds what adapters derive from the identity (Memo); shared by the copies the token cache hands
 	// out, so it is computed once per cached token; nil for a token verified afresh.
 	memo *sync.Map

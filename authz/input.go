@@ -8,13 +8,99 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// evaluatePolicy asks the policy for a decision on the input document of one request, built directly as an
-// ast.Value (OPA evaluates it as is; a map[string]any would be converted on every call) and only as far as
-// the policy generation can read it.
+// evaluatePolicy asks the policy for a decision on the input document of one request (requestInput).
 func (a *Authorizer) evaluatePolicy(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
-	return a.policy.EvaluateInput(ctx, func(reads policy.Reads) (ast.Value, error) {
-		return inputValue(req, res, id, msg, reads)
-	})
+	return a.policy.EvaluateInput(ctx, &requestInput{req: req, res: res, id: id, msg: msg})
+}
+
+// requestInput is the policy input document of one request (policy.Input): built as an ast.Value (OPA
+// evaluates it as is; a map[string]any would be converted on every call) only as far as the policy reads
+// it, and only when the decision cache cannot answer from the values Lookup finds.
+type requestInput struct {
+	req *Request
+	res *resource
+	id  *Identity
+	msg *Message
+}
+
+// Value builds the document (inputValue).
+func (in *requestInput) Value(reads policy.Reads) (ast.Value, error) {
+	return inputValue(in.req, in.res, in.id, in.msg, reads)
+}
+
+// Lookup finds the value at path without building the document, for the members a request fills one by
+// one; a whole member (input.request, input.mcp, input.request.headers) is not known.
+func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
+	if len(path) == 0 {
+		return nil, false
+	}
+	switch path[0] {
+	case "token":
+		token := in.id.policyToken
+		if token == nil {
+			return nil, false // a token verified afresh: Value builds it (and reports its error)
+		}
+		return policy.Descend(token, path[1:])
+	case "resource":
+		return policy.Descend(in.res.inputTerm, path[1:])
+	case "request":
+		if len(path) < 2 {
+			return nil, false
+		}
+		var v string
+		switch path[1] {
+		case "method":
+			v = in.req.Method
+		case "host":
+			v = in.req.Host
+		case "path":
+			v = in.req.Path
+		case "headers":
+			if len(path) < 3 {
+				return nil, false
+			}
+			h, ok := in.req.Headers[path[2]]
+			if !ok || path[2] == "authorization" {
+				return nil, true
+			}
+			return policy.Descend(ast.StringTerm(h), path[3:])
+		default:
+			return nil, true
+		}
+		return policy.Descend(ast.StringTerm(v), path[2:])
+	case "mcp":
+		if in.msg == nil {
+			return nil, true
+		}
+		if len(path) < 2 {
+			return nil, false
+		}
+		var t *ast.Term
+		switch m := in.msg; path[1] {
+		case "method":
+			t = ast.StringTerm(m.Method)
+		case "tool":
+			if m.Tool != "" {
+				t = ast.StringTerm(m.Tool)
+			}
+		case "uri":
+			if m.URI != "" {
+				t = ast.StringTerm(m.URI)
+			}
+		case "id":
+			if len(m.ID) > 0 {
+				if v := idValue(m.ID); v != nil {
+					t = ast.NewTerm(v)
+				}
+			}
+		}
+		if t == nil {
+			return nil, true
+		}
+		return policy.Descend(t, path[2:])
+	default:
+		return nil, true // the document has no other member
+	}
 }
 
 // inputKey holds the member names of the input document as terms, built once: OPA interns only a few
@@ -35,12 +121,13 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 	if reads.Path("token") {
 		token := id.policyToken
 		if token == nil {
-			var err error
-			if token, err = tokenValue(id); err != nil {
+			v, err := tokenValue(id)
+			if err != nil {
 				return nil, err
 			}
+			token = ast.NewTerm(v)
 		}
-		in.Insert(inputKey.token, ast.NewTerm(token))
+		in.Insert(inputKey.token, token)
 	}
 	if reads.Path("request") {
 		r := ast.NewObjectWithCapacity(4)

@@ -60,9 +60,11 @@ func TestInputValue(t *testing.T) {
 			}
 			// As for a cached token: the token member built once, then shared by the requests.
 			cached := *tc.id
-			if cached.policyToken, err = tokenValue(tc.id); err != nil {
+			token, err := tokenValue(tc.id)
+			if err != nil {
 				t.Fatal(err)
 			}
+			cached.policyToken = ast.NewTerm(token)
 			for range 2 {
 				got, err := inputValue(tc.req, tc.res, &cached, tc.msg, policy.Reads{})
 				if err != nil {
@@ -130,6 +132,70 @@ func inputDocument(req *Request, res *resource, id *Identity, msg *Message) map[
 	return in
 }
 
+// capturing is a requestInput that keeps the document it built.
+type capturing struct {
+	requestInput
+	built ast.Value
+}
+
+func (c *capturing) Value(reads policy.Reads) (ast.Value, error) {
+	v, err := c.requestInput.Value(reads)
+	c.built = v
+	return v, err
+}
+
+// TestLookup checks that requestInput.Lookup, on which the decision cache keys, finds what the whole
+// document holds at every path it knows, for identities fresh and cached, with and without a message.
+func TestLookup(t *testing.T) {
+	res := mustResource(t, config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"})
+	fresh := &Identity{Subject: "alice", Issuer: "https://idp", ClientID: "mcp-client", Scopes: []string{"a", "b"},
+		Claims: map[string]any{"sub": "alice", "groups": []any{"g1"}, "nested": map[string]any{"k": "v"}, "n": json.Number("1.50")}}
+	token, err := tokenValue(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := *fresh
+	cached.policyToken = ast.NewTerm(token)
+	req := &Request{Method: "POST", Host: "mcp.example.com", Path: "/mcp?x=1", Headers: map[string]string{
+		"authorization": "Bearer t", "x-tenant": "acme", "x-empty": ""}}
+	paths := [][]string{
+		{"token"}, {"token", "claims"}, {"token", "claims", "groups"}, {"token", "claims", "nested", "k"}, {"token", "claims", "n"},
+		{"token", "claims", "missing"}, {"token", "scopes"}, {"token", "scopes", "x"}, {"token", "subject"}, {"token", "client_id"},
+		{"request"}, {"request", "method"}, {"request", "host"}, {"request", "path"}, {"request", "path", "x"}, {"request", "other"},
+		{"request", "headers"}, {"request", "headers", "x-tenant"}, {"request", "headers", "x-empty"}, {"request", "headers", "authorization"},
+		{"request", "headers", "missing"}, {"request", "headers", "x-tenant", "deeper"},
+		{"resource"}, {"resource", "url"}, {"resource", "name"}, {"resource", "other"}, {"resource", "url", "x"},
+		{"mcp"}, {"mcp", "method"}, {"mcp", "tool"}, {"mcp", "uri"}, {"mcp", "id"}, {"mcp", "params"}, {"mcp", "tool", "x"},
+		{"other"}, {},
+	}
+	msgs := []*Message{nil, {Method: "tools/call", ID: json.RawMessage(`7`), Tool: "echo"}, {Method: "resources/read", ID: json.RawMessage(`"r-1"`), URI: "file:///a"},
+		{Method: "notifications/initialized"}, {Method: "x", ID: json.RawMessage(`1e3`)}}
+	known := 0
+	for _, id := range []*Identity{fresh, &cached} {
+		for _, msg := range msgs {
+			whole, err := inputValue(req, res, id, msg, policy.Reads{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := &requestInput{req: req, res: res, id: id, msg: msg}
+			for _, path := range paths {
+				got, ok := in.Lookup(path)
+				if !ok {
+					continue
+				}
+				known++
+				want, _ := policy.Descend(ast.NewTerm(whole), path)
+				if (got == nil) != (want == nil) || got != nil && (got.Value.Compare(want.Value) != 0 || got.String() != want.String()) {
+					t.Errorf("cached token %v, message %+v: Lookup(%v) = %v, the document holds %v", id.policyToken != nil, msg, path, got, want)
+				}
+			}
+		}
+	}
+	if known < len(paths) {
+		t.Errorf("only %d lookups known", known)
+	}
+}
+
 // TestInputPruned checks that leaving out the parts of the input a policy cannot read (policy.Reads) never
 // changes a decision: for policies reading the headers (their presence too), the JSON-RPC id, the resource,
 // the claims, or the whole input, every request gets the decision it gets with the whole document. For the
@@ -180,9 +246,19 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 	}
 	msgs := []*Message{nil, {Method: "tools/call", ID: json.RawMessage(`7`), Tool: "echo"}, {Method: "tools/call", ID: json.RawMessage(`"c-1"`), Tool: "admin_reset"},
 		{Method: "tools/list", ID: json.RawMessage(`8`)}, {Method: "notifications/initialized"}}
+	token, err := tokenValue(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cachedID := *id // as the token cache hands it out: the token member prebuilt
+	cachedID.policyToken = ast.NewTerm(token)
 	for _, pc := range policies {
 		t.Run(pc.name, func(t *testing.T) {
 			p, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery, policy.WithDecisionCache(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,14 +269,19 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 						t.Fatal(err)
 					}
 					want, wantErr := p.EvaluateValue(ctx, whole)
-					var built ast.Value
-					got, gotErr := p.EvaluateInput(ctx, func(r policy.Reads) (ast.Value, error) {
-						built, err = inputValue(req, res, id, msg, r)
-						return built, err
-					})
+					in := &capturing{requestInput: requestInput{req: req, res: res, id: id, msg: msg}}
+					got, gotErr := p.EvaluateInput(ctx, in)
 					if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 						t.Errorf("headers %v, message %+v: pruned input decides %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
 					}
+					// Through the decision cache, keyed on Lookup: twice, the second usually a hit.
+					for _, ident := range []*Identity{id, &cachedID, &cachedID} {
+						got, gotErr := cache.EvaluateInput(ctx, &requestInput{req: req, res: res, id: ident, msg: msg})
+						if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
+							t.Errorf("headers %v, message %+v: through the cache %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
+						}
+					}
+					built := in.built
 					obj := built.(ast.Object)
 					has := func(path ...string) bool {
 						_, err := obj.Find(ast.MustParseRef("x." + strings.Join(path, "."))[1:])

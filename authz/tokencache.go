@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // DefaultTokenCacheSize is how many verified tokens a Verifier remembers unless WithTokenCache says otherwise:
@@ -137,7 +138,9 @@ func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, tok 
 	}
 	entry := &cachedToken{raw: key.raw, issuer: t, version: version, token: tok, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(tok, leeway)
-	entry.id.policyToken, _ = tokenValue(id) // on an error, requests build it (and fail) as without the cache
+	if token, err := tokenValue(id); err == nil { // on an error, requests build it (and fail) as without the cache
+		entry.id.policyToken = ast.NewTerm(token)
+	}
 	entry.id.memo = new(sync.Map)
 	c.insert(key, entry)
 }

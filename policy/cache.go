@@ -176,8 +176,9 @@ func minimalPrefixes(paths []ast.Ref) []ast.Ref {
 // trusting the hash alone. It is bounded: when full, an insert evicts an entry chosen by map iteration
 // (random). Safe for concurrent use.
 type decisionCache struct {
-	paths []ast.Ref
-	max   int
+	paths    []ast.Ref
+	strPaths [][]string // the same paths, as member names under input
+	max      int
 	// absent marks a path the input has no value at. It is an empty set, which no JSON input holds, and
 	// keys compare it by identity (sameKey); shared, never modified.
 	absent *ast.Term
@@ -195,7 +196,9 @@ type cacheEntry struct {
 }
 
 func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
-	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
+	c := &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
+	c.strPaths = newReads(inputPaths{paths: paths}).paths
+	return c
 }
 
 // key is the projection of input onto the cache's paths: an array with, per path, the input's term there,
@@ -229,6 +232,27 @@ func (c *decisionCache) key(input ast.Value) (key ast.Value, ok bool) {
 		} else {
 			elems[i] = c.absent
 		}
+	}
+	return ast.NewArray(elems...), true
+}
+
+// lookupKey is key for an input not built: the terms in.Lookup returns on the cache's paths. ok is false
+// when a lookup is not known (or meets a set), and the input must then be built and projected.
+func (c *decisionCache) lookupKey(in Input) (key ast.Value, ok bool) {
+	elems := make([]*ast.Term, len(c.paths))
+	for i, p := range c.strPaths {
+		t, known := in.Lookup(p)
+		if !known {
+			return nil, false
+		}
+		if t == nil {
+			elems[i] = c.absent
+			continue
+		}
+		if _, isSet := t.Value.(ast.Set); isSet {
+			return nil, false
+		}
+		elems[i] = t
 	}
 	return ast.NewArray(elems...), true
 }

@@ -329,3 +329,69 @@ func TestCachedDecisionNotShared(t *testing.T) {
 		t.Fatalf("%d hits, want 2", hits)
 	}
 }
+
+// fakeInput is a policy.Input over a document, counting the documents built; lookups of the paths in
+// unknown are not known.
+type fakeInput struct {
+	doc     *ast.Term
+	unknown map[string]bool
+	built   int
+}
+
+func (f *fakeInput) Value(policy.Reads) (ast.Value, error) { f.built++; return f.doc.Value, nil }
+
+func (f *fakeInput) Lookup(path []string) (*ast.Term, bool) {
+	if f.unknown[fmt.Sprint(path)] {
+		return nil, false
+	}
+	return policy.Descend(f.doc, path)
+}
+
+// TestEvaluateInput checks that a decision cache hit builds no document, that a lookup that is not known
+// (or that meets a set) makes EvaluateInput build and project the document, and that every answer is the
+// uncached one.
+func TestEvaluateInput(t *testing.T) {
+	ctx := context.Background()
+	dir := writePolicy(t, map[string]string{"p.rego": `package mcp.authz
+
+import rego.v1
+
+default decision := {"allow": false, "reason": "no"}
+
+decision := {"allow": true, "reason": "ok"} if {
+	input.request.method == "POST"
+	input.mcp.tool
+}
+`})
+	p, err := policy.Load(ctx, []string{dir}, policy.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(method string) *ast.Term {
+		return ast.MustParseTerm(fmt.Sprintf(`{"request": {"method": %q, "headers": {"a": "b"}}, "mcp": {"tool": "echo"}}`, method))
+	}
+	tests := []struct {
+		name      string
+		in        *fakeInput
+		wantAllow bool
+		builds    int // documents built over three evaluations
+	}{
+		{"lookups known: built on the miss only", &fakeInput{doc: doc("POST")}, true, 1},
+		{"another key: its own miss", &fakeInput{doc: doc("GET")}, false, 1},
+		{"a lookup not known: built every time", &fakeInput{doc: doc("POST"), unknown: map[string]bool{"[mcp tool]": true}}, true, 3},
+		{"a set on a path: built every time", &fakeInput{doc: ast.MustParseTerm(`{"request": {"method": "POST"}, "mcp": {"tool": {"x"}}}`)}, true, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 3 {
+				d, err := p.EvaluateInput(ctx, tc.in)
+				if err != nil || d.Allow != tc.wantAllow {
+					t.Fatalf("EvaluateInput = %+v, %v; want allow %v", d, err, tc.wantAllow)
+				}
+			}
+			if tc.in.built != tc.builds {
+				t.Errorf("%d documents built, want %d", tc.in.built, tc.builds)
+			}
+		})
+	}
+}

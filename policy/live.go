@@ -140,13 +140,13 @@ func (l *Live) EvaluateValue(ctx context.Context, input ast.Value) (Decision, er
 	return p.EvaluateValue(ctx, input)
 }
 
-// EvaluateInput is EvaluateInput of the current generation: build learns what that generation reads.
-func (l *Live) EvaluateInput(ctx context.Context, build func(Reads) (ast.Value, error)) (Decision, error) {
+// EvaluateInput is EvaluateInput of the current generation.
+func (l *Live) EvaluateInput(ctx context.Context, in Input) (Decision, error) {
 	p := l.current.Load()
 	if p == nil {
 		return Decision{}, ErrNoPolicy
 	}
-	return p.EvaluateInput(ctx, build)
+	return p.EvaluateInput(ctx, in)
 }
 
 // policyOptions are the options of every generation this Live loads.

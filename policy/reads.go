@@ -53,12 +53,61 @@ func (r Reads) Path(path ...string) bool {
 	return false
 }
 
-// EvaluateInput is EvaluateValue on the input document that build returns, given what this generation can
-// read: a caller need not build parts the policy never reads. An error of build is returned as is.
-func (p *Policy) EvaluateInput(ctx context.Context, build func(Reads) (ast.Value, error)) (Decision, error) {
-	in, err := build(p.reads)
+// Input is one request's input document, built only when it must be evaluated.
+type Input interface {
+	// Value builds the document; it may leave out any part for which reads.Path is false.
+	Value(reads Reads) (ast.Value, error)
+	// Lookup returns the term at path (member names under `input`) in the document Value builds, nil when
+	// the document has no value there; known is false when it cannot tell without building the document.
+	// It must agree with Value (Descend on it): the decision cache keys on what Lookup returns.
+	Lookup(path []string) (t *ast.Term, known bool)
+}
+
+// EvaluateInput decides in. With the generation's decision cache on, the key is made of in.Lookup on the
+// paths the policy reads, and in.Value is built only on a miss (or when a lookup is not known); else it is
+// EvaluateValue on in.Value(reads), built as far as the generation reads it. An error of Value is
+// returned as is.
+func (p *Policy) EvaluateInput(ctx context.Context, in Input) (Decision, error) {
+	if p.cache != nil {
+		if key, ok := p.cache.lookupKey(in); ok {
+			if d, hit := p.cache.get(key); hit {
+				return d, nil
+			}
+			v, err := in.Value(p.reads)
+			if err != nil {
+				return Decision{}, err
+			}
+			d, err := p.evaluateValue(ctx, v)
+			if err != nil {
+				return Decision{}, err
+			}
+			p.cache.put(key, d)
+			return d, nil
+		}
+	}
+	v, err := in.Value(p.reads)
 	if err != nil {
 		return Decision{}, err
 	}
-	return p.EvaluateValue(ctx, in)
+	return p.EvaluateValue(ctx, v)
+}
+
+// Descend returns the term at path under root (nil when there is none: a missing member, or a scalar or
+// an array on the way), as the decision cache projects an input; ok is false when a set is on the way.
+func Descend(root *ast.Term, path []string) (t *ast.Term, ok bool) {
+	t = root
+	for _, k := range path {
+		switch x := t.Value.(type) {
+		case ast.Object:
+			t = x.Get(ast.StringTerm(k))
+		case ast.Set:
+			return nil, false
+		default:
+			t = nil
+		}
+		if t == nil {
+			return nil, true
+		}
+	}
+	return t, true
 }
