@@ -253,17 +253,20 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 	if !h.Enabled(ctx, level) {
 		return
 	}
-	code := d.Code
 	var buf [20]slog.Attr
-	attrs := append(buf[:0], slog.String("decision", code.Decision()), slog.Int("status", d.Status),
-		slog.String("reason_code", string(code)), slog.String("reason", redactTokens(d.Reason)),
-		slog.String("resource", d.Resource))
-	if id := d.Identity; id != nil {
-		if id.memo != nil { // a cached token: its attributes encoded once, by the handler (WithAttrs)
-			h = a.identityHandler(h, id)
-		} else {
-			attrs = append(attrs, identityAttrs(id)...)
+	attrs := buf[:0]
+	switch id := d.Identity; {
+	case id != nil && id.memo != nil:
+		// A cached token: the attributes that depend on it alone (and, for an allow, on the resource) are
+		// encoded once, by the handler (WithAttrs).
+		h = a.cachedTokenHandler(h, id, d)
+		if !d.Allow {
+			attrs = append(attrs, outcomeAttrs(d)...)
 		}
+	case id != nil:
+		attrs = append(append(attrs, outcomeAttrs(d)...), identityAttrs(id)...)
+	default:
+		attrs = append(attrs, outcomeAttrs(d)...)
 	}
 	if m := d.MCP; m != nil {
 		attrs = append(attrs, slog.String("mcp_method", m.Method))
@@ -287,19 +290,48 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 	_ = h.Handle(ctx, r) // a log that cannot be written does not change the decision
 }
 
+// outcomeAttrs are the decision-log attributes of the outcome: decision, status, reason code and reason,
+// resource. An allow's are the same for every allow of a resource.
+func outcomeAttrs(d *Decision) []slog.Attr {
+	return []slog.Attr{slog.String("decision", d.Code.Decision()), slog.Int("status", d.Status),
+		slog.String("reason_code", string(d.Code)), slog.String("reason", redactTokens(d.Reason)),
+		slog.String("resource", d.Resource)}
+}
+
 // identityAttrs are the decision-log attributes of an identity.
 func identityAttrs(id *Identity) []slog.Attr {
 	return []slog.Attr{slog.String("sub", id.Subject), slog.String("client_id", id.ClientID), slog.String("iss", id.Issuer)}
 }
 
-// identityHandler is h with the attributes of a cached identity added, built once per cached token.
-func (a *Authorizer) identityHandler(h slog.Handler, id *Identity) slog.Handler {
-	if v, ok := id.Memoized(identityLogKey{a}); ok {
+// cachedTokenHandler is h with the attributes of a cached token added, and for an allow the outcome's too
+// (allows of a resource all log the same outcome): built once per cached token (and resource).
+func (a *Authorizer) cachedTokenHandler(h slog.Handler, id *Identity, d *Decision) slog.Handler {
+	key := identityLogKey{a: a}
+	if d.Allow {
+		key.allow = outcome{d.Resource, d.Code, d.Reason}
+	}
+	if v, ok := id.Memoized(key); ok {
 		return v.(slog.Handler)
 	}
-	return id.Memo(identityLogKey{a}, func() any { return h.WithAttrs(identityAttrs(id)) }).(slog.Handler)
+	return id.Memo(key, func() any {
+		attrs := identityAttrs(id)
+		if d.Allow {
+			attrs = append(outcomeAttrs(d), attrs...)
+		}
+		return h.WithAttrs(attrs)
+	}).(slog.Handler)
 }
 
-// identityLogKey keys, in Identity.Memo, the decision-log handler of an identity: the Authorizer's handler
-// with the identity's attributes already added.
-type identityLogKey struct{ a *Authorizer }
+// identityLogKey keys, in Identity.Memo, the decision-log handler of a cached token: the Authorizer's
+// handler with the identity's attributes added, and for allows the outcome's (zero for denies).
+type identityLogKey struct {
+	a     *Authorizer
+	allow outcome
+}
+
+// outcome is what the outcome attributes of an allow depend on (its status is always 200).
+type outcome struct {
+	resource string
+	code     ReasonCode
+	reason   string
+}
