@@ -47,12 +47,11 @@ func WithTokenCache(size int) VerifierOption {
 //   - An entry is never used at or after the token's exp, and never kept for a failed verification.
 //   - The cache holds at most size entries; the oldest entry is evicted first (FIFO).
 //
-// A Verifier keeps a second, smaller tokenCache of tokens whose signature did not verify (reject): a client
-// or an attacker sending the same token again is refused without another signature check, with the answer
-// of a fresh verification: the entry is dropped once the issuer's key set changes, and a token that has
-// meanwhile expired is refused as expired, as FetchKeys would. No other failure is remembered: those that
-// may turn (an unknown kid, nbf, the audience of another resource) or cost little (an expired token is
-// refused before any signature check).
+// A Verifier keeps a second, smaller tokenCache of refused tokens (reject): expired ones, and those whose
+// signature did not verify. A client or an attacker sending the same token again is refused without
+// parsing it or checking a signature, with the answer of a fresh verification (refuse): expired while it
+// is (the clock may go back), bad signature until the issuer's key set changes. No other failure is
+// remembered: those may turn (an unknown kid, nbf, the audience of another resource).
 type tokenCache struct {
 	mu      sync.RWMutex
 	entries map[uint64]*cachedToken
@@ -69,8 +68,8 @@ type cachedToken struct {
 	token   jwt.Token // the parsed token, for its time-based claims and audience
 	id      Identity  // what the fresh verification returned
 	slot    int       // index in order
-	// rejected is the refusal of a token whose signature did not verify (claims holds its unverified
-	// claims, to tell when it has expired); nil for a verified token.
+	// rejected is the refusal of a token refused as expired or with a bad signature (claims holds its
+	// unverified claims, to tell whether it has expired); nil for a verified token.
 	rejected *Error
 	claims   map[string]any
 	// validFrom and validUntil bound the clock (truncated to the second) for which validate accepts the token:
@@ -104,15 +103,12 @@ func (c *tokenCache) verify(v *Verifier, key tokenKey, audience string) (id *Ide
 	if entry == nil || entry.raw != key.raw {
 		return nil, nil, false
 	}
+	if entry.rejected != nil {
+		return c.refuse(v, key, entry)
+	}
 	if !entry.issuer.keys.Version().Equal(entry.version) {
 		c.remove(key, entry)
 		return nil, nil, false
-	}
-	if entry.rejected != nil {
-		if v.surelyExpired(entry.claims) {
-			return nil, errInvalidToken("token expired"), true // what FetchKeys answers before the signature
-		}
-		return nil, entry.rejected, true
 	}
 	if !v.now().Before(entry.id.Expiry) {
 		c.remove(key, entry)
@@ -145,10 +141,26 @@ func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, tok 
 	c.insert(key, entry)
 }
 
-// reject remembers a token whose signature did not verify under the key set version `version` of issuer
-// t, with its unverified claims and the refusal.
+// refuse answers for a remembered refusal what a fresh verification answers now: FetchKeys refuses a token
+// that is surely expired before any signature check, and a bad signature stands while the key set has not
+// changed. Otherwise (the key set changed, or the clock went back before the exp of a token refused as
+// expired) the entry is dropped and the token verified afresh.
+func (c *tokenCache) refuse(v *Verifier, key tokenKey, entry *cachedToken) (*Identity, *Error, bool) {
+	if v.surelyExpired(entry.claims) {
+		return nil, errInvalidToken("token expired"), true
+	}
+	if entry.issuer == nil || !entry.issuer.keys.Version().Equal(entry.version) {
+		c.remove(key, entry)
+		return nil, nil, false
+	}
+	return nil, entry.rejected, true
+}
+
+// reject remembers a refused token with its unverified claims: refused as expired before its signature
+// was checked (t nil), or because its signature did not verify under the key set version `version` of
+// issuer t.
 func (c *tokenCache) reject(key tokenKey, t *trustedIssuer, version time.Time, claims map[string]any, e *Error) {
-	if c == nil || t == nil || version.IsZero() {
+	if c == nil || t != nil && version.IsZero() {
 		return
 	}
 	c.insert(key, &cachedToken{raw: key.raw, issuer: t, version: version, rejected: e, claims: claims})

@@ -358,9 +358,10 @@ func TestTokenCacheConcurrent(t *testing.T) {
 	}
 }
 
-// TestRejectCache checks the tokens remembered as refused: only a bad signature is, its answer stays the one
-// of a fresh verification (expired once the token expires, accepted once the key set publishes the key that
-// signed it), and failures that may turn or cost little are not remembered.
+// TestRejectCache checks the tokens remembered as refused: a bad signature and an expired token are, and
+// their answer stays the one of a fresh verification (expired once the token expires, accepted once the key
+// set publishes the key that signed it or the clock goes back before exp); failures that may turn are not
+// remembered.
 func TestRejectCache(t *testing.T) {
 	trusted := rsaKey(t, "k1")
 	tests := []struct {
@@ -394,9 +395,15 @@ func TestRejectCache(t *testing.T) {
 			return f.mint(t, trusted, map[string]any{"nbf": f.clock.Now().Add(5 * time.Minute).Unix()})
 		}, "token not yet valid", false,
 			func(t *testing.T, f *cacheFixture) { f.clock.Add(5 * time.Minute) }, ""},
-		{"expired", func(f *cacheFixture) string {
+		{"expired, then the clock back before its exp", func(f *cacheFixture) string {
 			return f.mint(t, trusted, map[string]any{"iat": f.clock.Now().Add(-time.Hour).Unix(), "exp": f.clock.Now().Add(-10 * time.Minute).Unix()})
-		}, "token expired", false, func(t *testing.T, f *cacheFixture) {}, "token expired"},
+		}, "token expired", true, func(t *testing.T, f *cacheFixture) { f.clock.Add(-30 * time.Minute) }, ""},
+		{"expired, still expired later", func(f *cacheFixture) string {
+			return f.mint(t, trusted, map[string]any{"iat": f.clock.Now().Add(-time.Hour).Unix(), "exp": f.clock.Now().Add(-10 * time.Minute).Unix()})
+		}, "token expired", true, func(t *testing.T, f *cacheFixture) { f.clock.Add(time.Hour) }, "token expired"},
+		{"expired and not from a trusted issuer", func(f *cacheFixture) string {
+			return f.mint(t, trusted, map[string]any{"iss": "https://evil.example.com", "exp": f.clock.Now().Add(-time.Hour).Unix()})
+		}, "issuer not trusted", false, func(t *testing.T, f *cacheFixture) {}, "issuer not trusted"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,6 +96,9 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 		var e *Error
 		switch {
 		case errors.As(err, &e):
+			if kp.expired {
+				v.rejects.reject(key, nil, time.Time{}, kp.claims, e)
+			}
 			return nil, e
 		case jws.IsVerificationError(err):
 			e := errInvalidToken("signature verification failed")
@@ -195,6 +198,7 @@ type keyChoice struct {
 	issuer  *trustedIssuer
 	claims  map[string]any
 	version time.Time // the issuer's key set version before its keys were looked up
+	expired bool      // the token was refused as surely expired, before any key lookup
 }
 
 // FetchKeys implements jws.KeyProvider.
@@ -227,6 +231,7 @@ func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 		return errInvalidToken("unsupported critical header")
 	}
 	if c.v.surelyExpired(c.claims) {
+		c.expired = true
 		return errInvalidToken("token expired") // refused before any key lookup or signature check
 	}
 	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
