@@ -37,6 +37,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/test/benchenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -120,6 +121,7 @@ type child struct {
 	stats  string
 	conns  []*grpc.ClientConn
 	client authv3.AuthorizationClient
+	log    string // the file the child's stderr goes to
 }
 
 func startChild(kind string, args []string, logFile *os.File, conns int) (*child, error) {
@@ -203,6 +205,47 @@ func (c *child) memStats(gc bool) (memStats, error) {
 	return m, json.NewDecoder(resp.Body).Decode(&m)
 }
 
+// logSize is the size of the child's log file so far.
+func (c *child) logSize() int64 {
+	fi, err := os.Stat(c.log)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// decisionTimeP99 is the p99 of the duration_ms of the decision lines the child logged after offset from.
+func (c *child) decisionTimeP99(from int64) (time.Duration, error) {
+	f, err := os.Open(c.log)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return 0, err
+	}
+	var ds []time.Duration
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg        string  `json:"msg"`
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "decision" {
+			ds = append(ds, time.Duration(line.DurationMS*float64(time.Millisecond)))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if len(ds) == 0 {
+		return 0, fmt.Errorf("%s: no decision line", c.log)
+	}
+	slices.Sort(ds)
+	return ds[int(0.99*float64(len(ds)-1))], nil
+}
+
 // rssKiB reads the child's resident set size from /proc/<pid>/status.
 func (c *child) rssKiB() int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
@@ -245,6 +288,7 @@ type targetResult struct {
 	kind            string
 	rates           []float64
 	sat, half       runResult
+	decideP99       time.Duration // mcp-authz's own decision time, p99 over the half-rate run (decision log)
 	halfRate        float64
 	mallocs, bytes  uint64
 	checks          int64
@@ -329,6 +373,9 @@ func run(o options) (int, error) {
 		}
 		defer logFile.Close()
 		c, err := startChild(kind, args, logFile, o.conns)
+		if c != nil {
+			c.log = logFile.Name()
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -387,8 +434,15 @@ func run(o options) (int, error) {
 		c, t := children[kind], results[kind]
 		slices.Sort(t.sat.latencies)
 		t.halfRate = t.medianRate() * o.latencyAt
+		from := c.logSize()
 		t.half = fixedRate(ctx, c.client, corpus, t.verified, max(o.concurrency, 64), t.halfRate, o.duration)
 		t.sent(t.half)
+		if strings.HasPrefix(kind, "mcp-authz") && o.authzLog != "off" {
+			time.Sleep(config.DefaultLogFlushInterval + 100*time.Millisecond) // the decision log's batch
+			if t.decideP99, err = c.decisionTimeP99(from); err != nil {
+				return 0, err
+			}
+		}
 		t.rssEnd = c.rssKiB()
 		if m, err := c.memStats(true); err == nil {
 			t.heapEnd = m.HeapInuse
@@ -482,6 +536,10 @@ func report(w io.Writer, o options, results map[string]*targetResult) int {
 	if okA {
 		p := a.half.percentile(0.99)
 		fmt.Fprintf(w, "mcp-authz p99 at half saturation = %s  (target < 1 ms: %s)\n", ms(p), verdict(p < time.Millisecond))
+		if f, ok := results["floor"]; ok {
+			fmt.Fprintf(w, "  for reference: the floor's p99 at half its saturation = %s; mcp-authz's own decision time (its log's duration_ms) p99 = %s\n",
+				ms(f.half.percentile(0.99)), ms(a.decideP99))
+		}
 		for _, warn := range a.profileWarnings {
 			fmt.Fprintln(w, "cpu profile:", warn)
 		}
