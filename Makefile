@@ -37,7 +37,7 @@ test-e2e:
 ## bench: the load benchmark (test/bench): mcp-authz against a do-nothing ext_authz server (the floor) and an
 ## OPA-Envoy style baseline, same corpus, same load generator; prints one table with the ratios. Exit 1 when
 ## an answer is not the expected decision. BENCH_FLAGS=-duration=10s -rounds=5 -cpuprofile=cpu.prof ...
-BENCH_FLAGS ?= -duration=5s -rounds=3
+BENCH_FLAGS ?= -duration=5s -rounds=5
 bench:
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
