@@ -192,6 +192,7 @@ type allowHeadersKey struct {
 	res *resource
 }
 
+// allowHeaders builds the header lists of an allow of id to res, with the policy's headers extra.
 func (a *Authorizer) allowHeaders(res *resource, id *Identity, extra map[string]string) *allowHeaders {
 	h := &allowHeaders{set: make([]Header, 0, len(a.identity)+len(extra)), remove: make([]string, 0, len(a.identity)+1)}
 	set := func(name, value string) {

@@ -8,7 +8,7 @@ func (v *Verifier) CachedTokens() int {
 	return v.cache.len()
 }
 
-// RejectedTokens is the number of tokens with a bad signature v remembers.
+// RejectedTokens is the number of refused tokens v remembers.
 func (v *Verifier) RejectedTokens() int {
 	if v.rejects == nil {
 		return 0

@@ -16,12 +16,12 @@ const DefaultTokenCacheSize = 4096
 // VerifierOption changes how NewVerifier builds a Verifier.
 type VerifierOption func(*Verifier)
 
-// DefaultRejectCacheSize is how many tokens with a bad signature a Verifier remembers (tokenCache.reject).
+// DefaultRejectCacheSize is how many refused tokens (expired, bad signature) a Verifier remembers
+// (tokenCache.reject).
 const DefaultRejectCacheSize = 1024
 
-// WithTokenCache sets how many verified tokens the Verifier remembers (and at most DefaultRejectCacheSize
-// of them, how many tokens with a bad signature); 0 turns both caches off, so every token is verified
-// afresh.
+// WithTokenCache sets how many verified tokens the Verifier remembers (and, at most DefaultRejectCacheSize
+// of them, how many refused ones); 0 turns both caches off, so every token is verified afresh.
 func WithTokenCache(size int) VerifierOption {
 	return func(v *Verifier) {
 		v.cache, v.rejects = nil, nil

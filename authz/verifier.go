@@ -27,7 +27,7 @@ type Verifier struct {
 	leeway  time.Duration
 	now     func() time.Time
 	cache   *tokenCache  // verified tokens (tokencache.go); nil when disabled
-	rejects *tokenCache  // tokens whose signature did not verify (tokenCache.reject); nil when disabled
+	rejects *tokenCache  // tokens refused as expired or with a bad signature (tokenCache.reject); nil when disabled
 	seed    maphash.Seed // of the caches' token hashes
 }
 
