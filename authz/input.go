@@ -30,11 +30,8 @@ func (in *requestInput) Value(reads policy.Reads) (ast.Value, error) {
 
 // Lookup finds the value at path without building the document, for the members a request fills one by
 // one; a whole member (input.request, input.mcp, input.request.headers) is not known.
-func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
-	if len(path) == 0 {
-		return nil, false
-	}
-	switch path[0] {
+func (in *requestInput) Lookup(path ast.Ref) (*ast.Term, bool) {
+	switch member(path, 0) {
 	case "token":
 		token := in.id.policyToken
 		if token == nil {
@@ -44,11 +41,10 @@ func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
 	case "resource":
 		return policy.Descend(in.res.inputTerm, path[1:])
 	case "request":
-		if len(path) < 2 {
-			return nil, false
-		}
 		var v string
-		switch path[1] {
+		switch member(path, 1) {
+		case "":
+			return nil, false
 		case "method":
 			v = in.req.Method
 		case "host":
@@ -56,11 +52,12 @@ func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
 		case "path":
 			v = in.req.Path
 		case "headers":
-			if len(path) < 3 {
+			name := member(path, 2)
+			if name == "" {
 				return nil, false
 			}
-			h, ok := in.req.Headers[path[2]]
-			if !ok || path[2] == "authorization" {
+			h, ok := in.req.Headers[name]
+			if !ok || name == "authorization" {
 				return nil, true
 			}
 			return policy.Descend(ast.StringTerm(h), path[3:])
@@ -72,11 +69,10 @@ func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
 		if in.msg == nil {
 			return nil, true
 		}
-		if len(path) < 2 {
-			return nil, false
-		}
 		var t *ast.Term
-		switch m := in.msg; path[1] {
+		switch m := in.msg; member(path, 1) {
+		case "":
+			return nil, false
 		case "method":
 			t = ast.StringTerm(m.Method)
 		case "tool":
@@ -98,9 +94,21 @@ func (in *requestInput) Lookup(path []string) (*ast.Term, bool) {
 			return nil, true
 		}
 		return policy.Descend(t, path[2:])
+	case "":
+		return nil, false // the whole document
 	default:
 		return nil, true // the document has no other member
 	}
+}
+
+// member is the name at path[i], "" when path is shorter (or the element is not a string, which the
+// decision cache's paths never hold).
+func member(path ast.Ref, i int) string {
+	if i >= len(path) {
+		return ""
+	}
+	s, _ := path[i].Value.(ast.String)
+	return string(s)
 }
 
 // inputKey holds the member names of the input document as terms, built once: OPA interns only a few

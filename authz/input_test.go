@@ -179,12 +179,16 @@ func TestLookup(t *testing.T) {
 			}
 			in := &requestInput{req: req, res: res, id: id, msg: msg}
 			for _, path := range paths {
-				got, ok := in.Lookup(path)
+				ref := make(ast.Ref, len(path))
+				for i, m := range path {
+					ref[i] = ast.StringTerm(m)
+				}
+				got, ok := in.Lookup(ref)
 				if !ok {
 					continue
 				}
 				known++
-				want, _ := policy.Descend(ast.NewTerm(whole), path)
+				want, _ := policy.Descend(ast.NewTerm(whole), ref)
 				if (got == nil) != (want == nil) || got != nil && (got.Value.Compare(want.Value) != 0 || got.String() != want.String()) {
 					t.Errorf("cached token %v, message %+v: Lookup(%v) = %v, the document holds %v", id.policyToken != nil, msg, path, got, want)
 				}

@@ -176,9 +176,8 @@ func minimalPrefixes(paths []ast.Ref) []ast.Ref {
 // trusting the hash alone. It is bounded: when full, an insert evicts an entry chosen by map iteration
 // (random). Safe for concurrent use.
 type decisionCache struct {
-	paths    []ast.Ref
-	strPaths [][]string // the same paths, as member names under input
-	max      int
+	paths []ast.Ref
+	max   int
 	// absent marks a path the input has no value at. It is an empty set, which no JSON input holds, and
 	// keys compare it by identity (sameKey); shared, never modified.
 	absent *ast.Term
@@ -196,52 +195,31 @@ type cacheEntry struct {
 }
 
 func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
-	c := &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
-	c.strPaths = newReads(inputPaths{paths: paths}).paths
-	return c
+	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
 }
 
 // key is the projection of input onto the cache's paths: an array with, per path, the input's term there,
-// or the cache's absent marker when the input has no value there. ok is false when the input cannot be projected
-// faithfully (not an object, or a set on a path): such an input is evaluated, never cached. The key shares
-// the input's terms (neither is ever modified).
+// or the cache's absent marker when the input has no value there. ok is false when the input cannot be
+// projected faithfully (not an object, or a set on a path): such an input is evaluated, never cached. The
+// key shares the input's terms (neither is ever modified).
 func (c *decisionCache) key(input ast.Value) (key ast.Value, ok bool) {
-	root, isObj := input.(ast.Object)
-	if !isObj {
+	if _, isObj := input.(ast.Object); !isObj {
 		return nil, false
 	}
-	elems := make([]*ast.Term, len(c.paths))
-	for i, p := range c.paths {
-		var found *ast.Term // every path has at least one key after `input`
-		var v ast.Value = root
-		for _, k := range p[1:] {
-			found = nil
-			switch x := v.(type) {
-			case ast.Object:
-				found = x.Get(k)
-			case ast.Set:
-				return nil, false // a set read with a key is a membership test; not projected
-			}
-			if found == nil {
-				break // a scalar or an array has no string keys: the ref is undefined
-			}
-			v = found.Value
-		}
-		if found != nil {
-			elems[i] = found
-		} else {
-			elems[i] = c.absent
-		}
-	}
-	return ast.NewArray(elems...), true
+	root := ast.NewTerm(input)
+	return c.keyOf(func(path ast.Ref) (*ast.Term, bool) { return Descend(root, path) })
 }
 
 // lookupKey is key for an input not built: the terms in.Lookup returns on the cache's paths. ok is false
 // when a lookup is not known (or meets a set), and the input must then be built and projected.
-func (c *decisionCache) lookupKey(in Input) (key ast.Value, ok bool) {
+func (c *decisionCache) lookupKey(in Input) (key ast.Value, ok bool) { return c.keyOf(in.Lookup) }
+
+// keyOf is the key made of what find returns on the cache's paths (after `input`): the term there, or the
+// absent marker. ok is false when find is not sure, or when a set is on a path.
+func (c *decisionCache) keyOf(find func(ast.Ref) (*ast.Term, bool)) (key ast.Value, ok bool) {
 	elems := make([]*ast.Term, len(c.paths))
-	for i, p := range c.strPaths {
-		t, known := in.Lookup(p)
+	for i, p := range c.paths {
+		t, known := find(p[1:])
 		if !known {
 			return nil, false
 		}

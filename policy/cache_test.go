@@ -340,8 +340,8 @@ type fakeInput struct {
 
 func (f *fakeInput) Value(policy.Reads) (ast.Value, error) { f.built++; return f.doc.Value, nil }
 
-func (f *fakeInput) Lookup(path []string) (*ast.Term, bool) {
-	if f.unknown[fmt.Sprint(path)] {
+func (f *fakeInput) Lookup(path ast.Ref) (*ast.Term, bool) {
+	if f.unknown[path.String()] {
 		return nil, false
 	}
 	return policy.Descend(f.doc, path)
@@ -378,7 +378,7 @@ decision := {"allow": true, "reason": "ok"} if {
 	}{
 		{"lookups known: built on the miss only", &fakeInput{doc: doc("POST")}, true, 1},
 		{"another key: its own miss", &fakeInput{doc: doc("GET")}, false, 1},
-		{"a lookup not known: built every time", &fakeInput{doc: doc("POST"), unknown: map[string]bool{"[mcp tool]": true}}, true, 3},
+		{"a lookup not known: built every time", &fakeInput{doc: doc("POST"), unknown: map[string]bool{"mcp.tool": true}}, true, 3},
 		{"a set on a path: built every time", &fakeInput{doc: ast.MustParseTerm(`{"request": {"method": "POST"}, "mcp": {"tool": {"x"}}}`)}, true, 3},
 	}
 	for _, tc := range tests {

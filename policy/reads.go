@@ -57,10 +57,11 @@ func (r Reads) Path(path ...string) bool {
 type Input interface {
 	// Value builds the document; it may leave out any part for which reads.Path is false.
 	Value(reads Reads) (ast.Value, error)
-	// Lookup returns the term at path (member names under `input`) in the document Value builds, nil when
-	// the document has no value there; known is false when it cannot tell without building the document.
-	// It must agree with Value (Descend on it): the decision cache keys on what Lookup returns.
-	Lookup(path []string) (t *ast.Term, known bool)
+	// Lookup returns the term at path (string terms: member names under `input`) in the document Value
+	// builds, nil when the document has no value there; known is false when it cannot tell without
+	// building the document. It must agree with Value (Descend on it): the decision cache keys on what
+	// Lookup returns.
+	Lookup(path ast.Ref) (t *ast.Term, known bool)
 }
 
 // EvaluateInput decides in. With the generation's decision cache on, the key is made of in.Lookup on the
@@ -92,18 +93,19 @@ func (p *Policy) EvaluateInput(ctx context.Context, in Input) (Decision, error) 
 	return p.EvaluateValue(ctx, v)
 }
 
-// Descend returns the term at path under root (nil when there is none: a missing member, or a scalar or
-// an array on the way), as the decision cache projects an input; ok is false when a set is on the way.
-func Descend(root *ast.Term, path []string) (t *ast.Term, ok bool) {
+// Descend returns the term at path (string terms) under root: nil when there is none (a missing member,
+// or a scalar or an array on the way), as the decision cache projects an input; ok is false when a set is
+// on the way.
+func Descend(root *ast.Term, path ast.Ref) (t *ast.Term, ok bool) {
 	t = root
 	for _, k := range path {
 		switch x := t.Value.(type) {
 		case ast.Object:
-			t = x.Get(ast.StringTerm(k))
+			t = x.Get(k)
 		case ast.Set:
-			return nil, false
+			return nil, false // a set read with a key is a membership test; not projected
 		default:
-			t = nil
+			t = nil // a scalar or an array has no string keys: the ref is undefined
 		}
 		if t == nil {
 			return nil, true
