@@ -1,6 +1,9 @@
 package main
 
 import (
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +65,33 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := (runResult{}).percentile(0.99); got != 0 {
 		t.Errorf("percentile of nothing = %v", got)
+	}
+}
+
+// TestSplitCPUs checks that the generator's and the targets' CPUs partition this process's CPUs.
+func TestSplitCPUs(t *testing.T) {
+	generator, targets, err := splitCPUs()
+	if runtime.NumCPU() < 2 {
+		if err == nil {
+			t.Fatal("split one CPU without an error")
+		}
+		t.Skip("one CPU")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, tg := strings.Split(generator, ","), strings.Split(targets, ",")
+	seen := map[string]bool{}
+	for _, c := range append(slices.Clone(g), tg...) {
+		if seen[c] {
+			t.Fatalf("CPU %s in both halves: %q, %q", c, generator, targets)
+		}
+		seen[c] = true
+	}
+	if len(g) == 0 || len(tg) == 0 || len(tg)-len(g) > 1 || len(g) > len(tg) {
+		t.Errorf("halves %q and %q", generator, targets)
+	}
+	if err := pinTo(""); err != nil {
+		t.Errorf("pinTo(\"\") = %v, want nothing done", err)
 	}
 }
