@@ -43,6 +43,12 @@ func readMessage(r *Request, maxBytes int) (*Message, *Error) {
 	if len(body) > 0 && body[0] == '[' {
 		return nil, errInvalidRequest("JSON-RPC batches are not accepted")
 	}
+	return parseMessage(body)
+}
+
+// parseMessage reads a JSON-RPC message (not a batch) as far as rules need it; the *Error says why body
+// cannot be trusted to describe the call.
+func parseMessage(body []byte) (*Message, *Error) {
 	// One pass over the validated bytes, members read by their exact names (encoding/json matches struct
 	// fields case-insensitively, which would let "NAME" hide "name" from us but not from the MCP server); a
 	// repeated member counts as its last occurrence, as in JavaScript's JSON.parse and Go's map decoding.

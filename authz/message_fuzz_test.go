@@ -3,12 +3,10 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
-	"strings"
 	"testing"
 )
 
-// FuzzReadMessage checks readMessage's single-pass reader against readMessageReference, the decoding through
+// FuzzReadMessage checks parseMessage, the single-pass reader, against parseMessageReference, the decoding through
 // encoding/json maps it replaced: same message, same error, on any body. Two intended differences: a
 // "method" that is present but not a string (null included) is refused, where the maps read null as ""; and
 // a body that is JSON null is "not a JSON object" (the maps decode it as an empty map).
@@ -42,9 +40,12 @@ func FuzzReadMessage(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r := &Request{Headers: map[string]string{"content-type": "application/json"}, Body: body}
-		got, gotErr := readMessage(r, 1<<20)
-		want, wantErr := readMessageReference(r, 1<<20)
+		body = bytes.TrimLeft(body, " \t\r\n")
+		if len(body) > 0 && body[0] == '[' {
+			return // a batch: refused by readMessage before any parsing
+		}
+		got, gotErr := parseMessage(body)
+		want, wantErr := parseMessageReference(body)
 		if wantErr == nil && want != nil && got != nil && gotErr != nil && gotErr.Description == "JSON-RPC method is not a string" {
 			var top map[string]json.RawMessage
 			if json.Unmarshal(bytes.TrimSpace(body), &top) == nil && string(top["method"]) == "null" {
@@ -66,29 +67,9 @@ func FuzzReadMessage(f *testing.F) {
 	})
 }
 
-// readMessageReference is the map-based readMessage of before (encoding/json into map[string]json.RawMessage): the oracle of FuzzReadMessage. It reads the MCP message in a request body. It returns nil and no error when the request carries
-// no JSON-RPC body (a GET, a DELETE, or a proxy that did not send the body); it returns an *Error when the
-// body is there but cannot be trusted to describe the call: truncated, too large, not JSON-RPC, or a batch.
-func readMessageReference(r *Request, maxBytes int) (*Message, *Error) {
-	if len(r.Body) == 0 {
-		if r.BodyTruncated {
-			return nil, errInvalidRequest("request body was truncated by the proxy")
-		}
-		return nil, nil
-	}
-	if len(r.Body) > maxBytes {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "request body too large"}
-	}
-	if r.BodyTruncated {
-		return nil, errInvalidRequest("request body was truncated by the proxy")
-	}
-	if ct := r.Headers["content-type"]; ct != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json") {
-		return nil, errInvalidRequest("request body is not application/json")
-	}
-	body := bytes.TrimLeft(r.Body, " \t\r\n")
-	if len(body) > 0 && body[0] == '[' {
-		return nil, errInvalidRequest("JSON-RPC batches are not accepted")
-	}
+// parseMessageReference is the map-based parseMessage of before (encoding/json into
+// map[string]json.RawMessage): the oracle of FuzzReadMessage.
+func parseMessageReference(body []byte) (*Message, *Error) {
 	// Members are read by their exact names (encoding/json matches struct fields case-insensitively, which
 	// would let "NAME" hide "name" from us but not from the MCP server).
 	var top map[string]json.RawMessage
