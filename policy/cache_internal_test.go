@@ -204,7 +204,7 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 					}
 				}
 				for range 2 { // the second answer comes from the cache
-					d, err := l.EvaluateValue(ctx, in)
+					d, err := l.EvaluateInput(ctx, valueInput{ast.NewTerm(in)})
 					if err != nil || !d.Allow || d.Reason != reason {
 						t.Fatalf("%+v, %v; want the decision of generation %q", d, err, reason)
 					}
@@ -256,3 +256,10 @@ func TestSameKey(t *testing.T) {
 		}
 	}
 }
+
+// valueInput is an Input over a built document.
+type valueInput struct{ doc *ast.Term }
+
+func (v valueInput) Value(Reads) (ast.Value, error) { return v.doc.Value, nil }
+
+func (v valueInput) Lookup(path ast.Ref) (*ast.Term, bool) { return Descend(v.doc, path) }

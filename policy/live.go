@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"log/slog"
 	"slices"
 	"sync"
@@ -128,16 +127,6 @@ func (l *Live) Evaluate(ctx context.Context, input map[string]any) (Decision, er
 		return Decision{}, ErrNoPolicy
 	}
 	return p.Evaluate(ctx, input)
-}
-
-// EvaluateValue evaluates an input already built as an OPA value with the current generation (the fast
-// path: no conversion from Go maps).
-func (l *Live) EvaluateValue(ctx context.Context, input ast.Value) (Decision, error) {
-	p := l.current.Load()
-	if p == nil {
-		return Decision{}, ErrNoPolicy
-	}
-	return p.EvaluateValue(ctx, input)
 }
 
 // EvaluateInput is EvaluateInput of the current generation.
