@@ -77,6 +77,11 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) *Decision {
 }
 
 func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
+	if err := checkPath(req.Path); err != nil {
+		return &Decision{Status: http.StatusBadRequest, Code: ReasonInvalidRequest, Reason: err.Error(),
+			Headers: []Header{{"content-type", "application/json"}},
+			Body:    errorBody(nil, "Bad Request: ambiguous request path")}
+	}
 	res, err := a.resources.forRequest(req)
 	if err != nil {
 		return &Decision{Status: http.StatusForbidden, Code: ReasonNoResource, Reason: err.Error(),

@@ -9,7 +9,7 @@ const (
 	ReasonAllowed           ReasonCode = "allowed"            // allowed
 	ReasonNoResource        ReasonCode = "no_resource"        // no configured resource matches the request (403)
 	ReasonOrigin            ReasonCode = "origin_not_allowed" // Origin not in allowed_origins (403)
-	ReasonInvalidRequest    ReasonCode = "invalid_request"    // bad credentials syntax, token in the query, bad JSON-RPC body (400)
+	ReasonInvalidRequest    ReasonCode = "invalid_request"    // ambiguous path, bad credentials syntax, token in the query, bad JSON-RPC body (400)
 	ReasonBodyTooLarge      ReasonCode = "body_too_large"     // body over max_body_bytes (413)
 	ReasonMissingToken      ReasonCode = "missing_token"      // no Authorization (401)
 	ReasonInvalidToken      ReasonCode = "invalid_token"      // signature, key, algorithm, time, iss, aud or typ failed (401)

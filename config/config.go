@@ -28,6 +28,8 @@ type Config struct {
 	Policy Policy `json:"policy"`
 	// IdentityHeaders names the headers that carry the caller's identity to the MCP server.
 	IdentityHeaders IdentityHeaders `json:"identity_headers"`
+	// ForwardAuth configures the HTTP authorization endpoint (/authz) that nginx, Traefik and Caddy ask.
+	ForwardAuth ForwardAuth `json:"forward_auth"`
 	// DynamicMetadata says what an allow puts in Envoy's dynamic metadata besides the identity.
 	DynamicMetadata DynamicMetadata `json:"dynamic_metadata"`
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 60s.
@@ -144,6 +146,17 @@ type IdentityHeaders struct {
 	Issuer string `json:"issuer,omitempty"`
 	// Email carries `email` when the token has one. Default x-mcp-email.
 	Email string `json:"email,omitempty"`
+}
+
+// ForwardAuth configures the HTTP authorization endpoint in its forward-auth shape (a request to /authz
+// itself describing the original request in headers the proxy sets).
+type ForwardAuth struct {
+	// RequestHeaders names the headers that describe the original request: "forwarded" (X-Forwarded-Method
+	// and X-Forwarded-Uri, as Traefik ForwardAuth and Caddy forward_auth send them, and as the shipped nginx
+	// config does) or "original" (X-Original-Method and X-Original-URI, set by nginx auth_request configs).
+	// Host and scheme come from X-Forwarded-Host and X-Forwarded-Proto in both. A request carrying both
+	// families with different values is refused whatever this says. Default forwarded.
+	RequestHeaders string `json:"request_headers,omitempty"`
 }
 
 // DynamicMetadata says what an allow answered over gRPC puts in Envoy's dynamic metadata (namespace
@@ -314,6 +327,9 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.ForwardAuth.RequestHeaders == "" {
+		c.ForwardAuth.RequestHeaders = "forwarded"
+	}
 	if c.Telemetry.ServiceName == "" {
 		c.Telemetry.ServiceName = "mcp-authz"
 	}
@@ -421,6 +437,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		fail("max_body_bytes", "must not be negative")
+	}
+	switch c.ForwardAuth.RequestHeaders {
+	case "forwarded", "original":
+	default:
+		fail("forward_auth.request_headers", "must be forwarded or original, not %q", c.ForwardAuth.RequestHeaders)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -248,7 +248,7 @@ func checkNginx(src string, identity []string) []error {
 				bad("location %s: proxy_pass_request_body off", ar[0].Args[0])
 			}
 			sh := ngxHeaders(sub.Block)
-			for h, v := range map[string]string{"content-length": "", "x-original-uri": "$request_uri", "x-original-method": "$request_method", "x-forwarded-host": "$host", "x-forwarded-proto": "$scheme"} {
+			for h, v := range map[string]string{"content-length": "", "x-forwarded-uri": "$request_uri", "x-forwarded-method": "$request_method", "x-original-uri": "$request_uri", "x-original-method": "$request_method", "x-forwarded-host": "$host", "x-forwarded-proto": "$scheme"} {
 				if got, ok := sh[h]; !ok || got != v {
 					bad("location %s: proxy_set_header %s %q, want %q", ar[0].Args[0], h, got, v)
 				}
@@ -311,6 +311,8 @@ func TestNginxConfig(t *testing.T) {
 		{"body forwarded", "proxy_pass_request_body off;", "", "proxy_pass_request_body off"},
 		{"content length kept", "proxy_set_header Content-Length \"\";", "", "content-length"},
 		{"uri without query", "X-Original-URI $request_uri", "X-Original-URI $uri", "x-original-uri"},
+		{"forwarded uri not set", "proxy_set_header X-Forwarded-Uri $request_uri;", "", "x-forwarded-uri"},
+		{"forwarded method from the client", "X-Forwarded-Method $request_method", "X-Forwarded-Method $http_x_forwarded_method", "x-forwarded-method"},
 		{"token passthrough", protectedTail, strings.Replace(protectedTail, "proxy_set_header Authorization \"\";\n", "", 1), "Authorization"},
 		{"client email passes", "proxy_set_header X-MCP-Email $authz_email;", "", "x-mcp-email is not set"},
 		{"identity from the client", "auth_request_set $authz_subject $upstream_http_x_mcp_subject;", "auth_request_set $authz_subject $http_x_mcp_subject;", "x-mcp-subject is $authz_subject"},
@@ -548,14 +550,14 @@ func TestNginxFrontProxy(t *testing.T) {
 			}},
 		{name: "no token", method: "POST", path: "/mcp", wantStatus: 401, wantChallenge: challenge401, wantBody: `"jsonrpc":"2.0"`},
 		{name: "allowed", method: "POST", path: "/mcp?x=1", token: "good",
-			header:     map[string]string{"X-MCP-Subject": "mallory", "X-MCP-Email": "mallory@example.com", "X-Original-URI": "/elsewhere", "Origin": "https://app.example.com"},
+			header:     map[string]string{"X-MCP-Subject": "mallory", "X-MCP-Email": "mallory@example.com", "X-Original-URI": "/elsewhere", "X-Forwarded-Uri": "/public/mcp", "Origin": "https://app.example.com"},
 			wantStatus: 200, wantBody: "mcp-server", wantUpstream: &mcpSeen,
 			check: func(t *testing.T, authz, up []seenRequest) {
 				if len(authz) != 1 {
 					t.Fatalf("mcp-authz saw %d requests", len(authz))
 				}
 				a := authz[0].Header
-				for h, want := range map[string]string{"X-Original-Uri": "/mcp?x=1", "X-Original-Method": "POST", "X-Forwarded-Host": "localhost", "X-Forwarded-Proto": "http", "Authorization": "Bearer good", "Origin": "https://app.example.com"} {
+				for h, want := range map[string]string{"X-Original-Uri": "/mcp?x=1", "X-Original-Method": "POST", "X-Forwarded-Uri": "/mcp?x=1", "X-Forwarded-Method": "POST", "X-Forwarded-Host": "localhost", "X-Forwarded-Proto": "http", "Authorization": "Bearer good", "Origin": "https://app.example.com"} {
 					if got := a.Values(h); len(got) != 1 || got[0] != want {
 						t.Errorf("mcp-authz got %s %q, want %q", h, got, want)
 					}

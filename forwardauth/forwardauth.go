@@ -6,25 +6,33 @@
 //
 //   - Envoy ext_authz http_service: the original request itself, its path appended to the prefix
 //     (`POST /authz/mcp`), with the original headers, Host and, when with_request_body is on, its body.
-//     X-Original-* and X-Forwarded-Host/Uri/Method are ignored in this shape (only a client could set them).
-//   - nginx auth_request, Traefik ForwardAuth, Caddy forward_auth: a request to the prefix itself
-//     (`GET /authz`) carrying the original request in X-Original-Method / X-Forwarded-Method,
-//     X-Original-URI / X-Forwarded-Uri, X-Forwarded-Host and X-Forwarded-Proto, plus the client's headers.
+//   - Forward auth (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth): a request to the prefix
+//     itself (`GET /authz`) describing the original request in headers the proxy sets. Which headers is
+//     configured, never guessed: the forwarded family (X-Forwarded-Method, X-Forwarded-Uri, as Traefik and
+//     Caddy send them and the shipped nginx config does) or the original family (X-Original-Method,
+//     X-Original-URI). Host and scheme come from X-Forwarded-Host and X-Forwarded-Proto in both.
+//
+// Proxies pass the client's own headers along, so a client can add the family the proxy does not set. A
+// request whose two families disagree (or that repeats one of these headers) is refused with 400 in either
+// shape: there is no telling which one describes the request the proxy routes.
 //
 // An allow is 200 with the identity headers set and X-Envoy-Auth-Headers-To-Remove naming the headers the
 // proxy must strip (Authorization among them). A deny has the decision's status, WWW-Authenticate,
-// content-type and JSON-RPC body (repeated in X-MCP-Authz-Body for nginx). A decision mcp-authz cannot make (keys never loaded) is 503.
+// content-type and JSON-RPC body (repeated in X-MCP-Authz-Body for nginx). A decision mcp-authz cannot make
+// (keys never loaded) is 503.
 //
-// The endpoint trusts the X-Original-* and X-Forwarded-* headers as the description of the original
-// request. It is an internal endpoint for the front proxy only: it must never be reachable by clients, or
-// they could describe a request other than the one they send. Bind the HTTP listener to a private address
-// and do not route /authz from the public side of the proxy.
+// The endpoint trusts the headers of the configured family as the description of the original request. It
+// is an internal endpoint for the front proxy only: it must never be reachable by clients. Bind the HTTP
+// listener to a private address and do not route /authz from the public side of the proxy.
 package forwardauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,93 +64,194 @@ const (
 	hdrForwardedProto  = "X-Forwarded-Proto"
 )
 
+// Family is the set of headers that describes the original request in the forward-auth shape.
+type Family string
+
+// The header families.
+const (
+	// Forwarded is X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy, the shipped nginx config).
+	Forwarded Family = "forwarded"
+	// Original is X-Original-Method and X-Original-URI (nginx auth_request configurations).
+	Original Family = "original"
+)
+
+// headers are the method and URI headers of the family, then those of the other one.
+func (f Family) headers() (method, uri, otherMethod, otherURI string) {
+	if f == Original {
+		return hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI
+	}
+	return hdrForwardedMethod, hdrForwardedURI, hdrOriginalMethod, hdrOriginalURI
+}
+
 // Checker decides requests; *authz.Authorizer is one.
 type Checker interface {
 	Check(ctx context.Context, req *authz.Request) *authz.Decision
 }
 
+// Options configure a Handler.
+type Options struct {
+	// Prefix is the path the handler is mounted at (for example "/authz").
+	Prefix string
+	// MaxBody is the largest body read; a longer one is read one byte past it so that the authorizer refuses
+	// it (413).
+	MaxBody int
+	// Family names the headers that describe the original request in the forward-auth shape. Default
+	// Forwarded.
+	Family Family
+}
+
 // Handler serves HTTP authorization requests under a path prefix.
 type Handler struct {
 	checker Checker
-	prefix  string
-	maxBody int
+	log     *slog.Logger
+	opts    Options
 }
 
-// New returns a Handler deciding with c for requests under prefix (for example "/authz"). maxBody is the
-// largest body read; a longer one is read one byte past it so that the authorizer refuses it (413).
-func New(c Checker, prefix string, maxBody int) *Handler {
-	return &Handler{checker: c, prefix: strings.TrimSuffix(prefix, "/"), maxBody: maxBody}
+// New returns a Handler deciding with c; refusals of requests that do not describe an original request
+// are logged to log.
+func New(c Checker, log *slog.Logger, opts Options) *Handler {
+	opts.Prefix = strings.TrimSuffix(opts.Prefix, "/")
+	if opts.Family == "" {
+		opts.Family = Forwarded
+	}
+	return &Handler{checker: c, log: log, opts: opts}
 }
 
-// errBadForward is a forward-auth request that does not describe an original request completely.
-var errBadForward = errors.New("forward-auth request lacks X-Original-URI / X-Forwarded-Uri or X-Original-Method / X-Forwarded-Method")
+// RequestError is a forward-auth request that does not describe one original request. Status is 400 when
+// the description is ambiguous (a client may have added headers) and 500 when a header the proxy must set
+// is missing (a proxy configuration error).
+type RequestError struct {
+	Status int
+	Reason string
+}
+
+func (e *RequestError) Error() string { return e.Reason }
+
+func badRequest(format string, a ...any) error {
+	return &RequestError{Status: http.StatusBadRequest, Reason: fmt.Sprintf(format, a...)}
+}
 
 // ServeHTTP decides the original request described by r and writes the decision.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, err := Request(r, h.prefix, h.maxBody)
+	req, err := Request(r, h.opts)
 	if err != nil {
-		// A proxy configuration error: fail closed, without deciding anything.
-		http.Error(w, "mcp-authz: "+err.Error(), http.StatusInternalServerError)
+		status := http.StatusInternalServerError
+		var re *RequestError
+		if errors.As(err, &re) {
+			status = re.Status
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth request refused", slog.Int("status", status),
+			slog.String("reason", err.Error()), slog.String("remote", r.RemoteAddr))
+		writeRefusal(w, status, err.Error())
 		return
 	}
 	Write(w, h.checker.Check(r.Context(), req))
 }
 
+// writeRefusal answers a request that could not be decided, without deciding anything.
+func writeRefusal(w http.ResponseWriter, status int, reason string) {
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": -32600, "message": "mcp-authz: " + reason}})
+	out := w.Header()
+	out.Set("Content-Type", "application/json")
+	out.Set("Cache-Control", "no-store")
+	out.Set(BodyHeader, string(body))
+	out.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
 // Request translates an HTTP authorization request into the authz.Request it describes.
-func Request(r *http.Request, prefix string, maxBody int) (*authz.Request, error) {
+func Request(r *http.Request, opts Options) (*authz.Request, error) {
+	if opts.Family == "" {
+		opts.Family = Forwarded
+	}
+	method, uri, otherMethod, otherURI := opts.Family.headers()
+	if err := agree(r.Header, method, otherMethod); err != nil {
+		return nil, err
+	}
+	if err := agree(r.Header, uri, otherURI); err != nil {
+		return nil, err
+	}
 	headers := make(map[string]string, len(r.Header)+1)
 	for name, values := range r.Header {
 		headers[strings.ToLower(name)] = strings.Join(values, ",")
 	}
 	req := &authz.Request{Headers: headers}
-	rest, ok := strings.CutPrefix(r.URL.RequestURI(), prefix)
-	if !ok {
-		return nil, errors.New("request is not under " + prefix)
+	target := r.RequestURI // the request-target as received, not re-encoded
+	if target == "" {
+		target = r.URL.RequestURI()
 	}
+	rest, ok := strings.CutPrefix(target, opts.Prefix)
+	if !ok {
+		return nil, errors.New("request is not under " + opts.Prefix)
+	}
+	var err error
 	if rest == "" || rest[0] == '?' {
-		// nginx auth_request / Traefik / Caddy ask at the prefix itself and describe the original request
-		// in headers the proxy sets.
-		req.Path = firstHeader(r.Header, hdrOriginalURI, hdrForwardedURI)
-		req.Method = firstHeader(r.Header, hdrOriginalMethod, hdrForwardedMethod)
+		// Forward auth: the proxy asks at the prefix itself and describes the original request in headers.
+		if req.Path, err = single(r.Header, uri, false); err != nil {
+			return nil, err
+		}
+		if req.Method, err = single(r.Header, method, false); err != nil {
+			return nil, err
+		}
 		if req.Path == "" || req.Method == "" {
-			return nil, errBadForward
+			return nil, &RequestError{Status: http.StatusInternalServerError,
+				Reason: fmt.Sprintf("forward-auth request lacks %s or %s (forward_auth.request_headers is %q)", uri, method, opts.Family)}
 		}
 		req.Host = r.Host
-		if fh := firstHeader(r.Header, hdrForwardedHost); fh != "" {
-			req.Host = strings.TrimSpace(strings.Split(fh, ",")[0])
+		if fh, err := single(r.Header, hdrForwardedHost, true); err != nil {
+			return nil, err
+		} else if fh != "" {
+			req.Host = fh
 		}
 	} else {
-		// Envoy http_service: the original request itself, its path under the prefix. Here X-Original-* and
-		// X-Forwarded-Host/Uri/Method can only come from the client, so they are not read: the method, path
-		// and Host of this request are the original ones.
+		// Envoy http_service: the original request itself, its path under the prefix.
 		req.Method, req.Path, req.Host = r.Method, rest, r.Host
 	}
 	req.Scheme = "http"
 	if r.TLS != nil {
 		req.Scheme = "https"
 	}
-	if fp := firstHeader(r.Header, hdrForwardedProto); fp != "" {
-		req.Scheme = strings.ToLower(strings.TrimSpace(strings.Split(fp, ",")[0]))
+	if fp, err := single(r.Header, hdrForwardedProto, true); err != nil {
+		return nil, err
+	} else if fp != "" {
+		req.Scheme = strings.ToLower(fp)
 	}
 	headers[":authority"] = req.Host
 	req.BodyTruncated = headers[partialBodyHeader] == "true"
 	if r.Body != nil && r.ContentLength != 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, int64(maxBody)+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, int64(opts.MaxBody)+1))
 		if err != nil {
-			return nil, errors.New("reading the request body: " + err.Error())
+			return nil, fmt.Errorf("reading the request body: %w", err)
 		}
 		req.Body = body
 	}
 	return req, nil
 }
 
-func firstHeader(h http.Header, names ...string) string {
-	for _, n := range names {
-		if v := h.Get(n); v != "" {
-			return v
-		}
+// agree refuses a request in which two headers naming the same thing in the two families are both present
+// and differ.
+func agree(h http.Header, name, other string) error {
+	a, b := h.Values(name), h.Values(other)
+	if len(a) > 0 && len(b) > 0 && strings.Join(a, ",") != strings.Join(b, ",") {
+		return badRequest("%s and %s disagree", name, other)
 	}
-	return ""
+	return nil
+}
+
+// single is the one value of header name ("" when absent). A repeated header is refused, and so is a
+// comma-separated list where the header is a list (X-Forwarded-Host and -Proto, to which proxies append):
+// which element a proxy added and which the client sent cannot be told apart.
+func single(h http.Header, name string, list bool) (string, error) {
+	vs := h.Values(name)
+	switch {
+	case len(vs) == 0:
+		return "", nil
+	case len(vs) > 1 || list && strings.Contains(vs[0], ","):
+		return "", badRequest("%s holds more than one value", name)
+	}
+	return strings.TrimSpace(vs[0]), nil
 }
 
 // Write renders a decision as the HTTP response a front proxy acts on.

@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/forwardauth"
@@ -17,9 +18,6 @@ func (s *Service) routes() http.Handler {
 	if h := s.telemetry.MetricsHandler(); h != nil {
 		mux.Handle("GET /metrics", h)
 	}
-	fa := forwardauth.New(s.authorizer, forwardauth.Prefix, s.cfg.MaxBodyBytes)
-	mux.Handle(forwardauth.Prefix, fa)
-	mux.Handle(forwardauth.Prefix+"/", fa)
 	mux.HandleFunc("GET "+authz.WellKnownPath, s.metadata)
 	mux.HandleFunc("GET "+authz.WellKnownPath+"/", s.metadata)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -35,7 +33,17 @@ func (s *Service) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, readiness{Status: "ready", Policy: ps})
 	})
-	return mux
+	fa := forwardauth.New(s.authorizer, s.log, forwardauth.Options{Prefix: forwardauth.Prefix, MaxBody: s.cfg.MaxBodyBytes,
+		Family: forwardauth.Family(s.cfg.ForwardAuth.RequestHeaders)})
+	// /authz is routed on the request-target as received: the mux would answer a path with dot segments or
+	// "//" with a redirect to its cleaned form, and a proxy must get a decision about the path it routes.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.RequestURI, forwardauth.Prefix); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			fa.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // metadata serves RFC 9728 Protected Resource Metadata at the root and path-inserted well-known URLs.
