@@ -68,6 +68,7 @@ func runScenarios(t *testing.T, st *stack, env idpEnv, down func()) {
 			}
 			t.Run("restricted tool needs its scope", func(t *testing.T) { stepUp(t, st, px, env) })
 			t.Run("refused tokens", func(t *testing.T) { refused(t, px, env) })
+			t.Run("ambiguous request shapes", func(t *testing.T) { requestShapes(t, px, env) })
 			t.Run("expired token, client recovers", func(t *testing.T) { expired(t, px, env) })
 			t.Run("refreshed token keeps working", func(t *testing.T) { refreshed(t, px, env) })
 			if env.userLogin {
@@ -347,5 +348,42 @@ func waitShort(t testing.TB, tok string, ttl time.Duration) {
 	t.Helper()
 	if left := time.Until(jwtExpiry(t, tok)); left > ttl+2*time.Second {
 		t.Fatalf("short-lived token expires in %s, want at most %s", left.Round(time.Second), ttl)
+	}
+}
+
+// requestShapes sends, through the proxy, requests that a proxy and mcp-authz could read differently: a
+// path with dot segments or escapes (the proxy routes its normalized form) and client-added headers of the
+// forward-auth family the proxy does not set. The token is a valid one of a client the policy refuses, so
+// a decision shows as 403 and a refused description as 400: none may reach the MCP server.
+func requestShapes(t *testing.T, px proxy, env idpEnv) {
+	token := env.serviceToken(t, px.resource())
+	base := strings.TrimSuffix(px.resource(), "/mcp")
+	for _, p := range []string{"/mcp/../mcp", "/x/../mcp", "/mcp/%2e%2e/mcp", "/mcp/./", "/mcp;x=1"} {
+		r := rawCall(t, base+p, token, listJSON)
+		if r.status != http.StatusBadRequest && r.status != http.StatusNotFound {
+			t.Errorf("%s: status %d (%s), want 400 (or a 404 from the proxy itself)", p, r.status, r.body)
+		}
+	}
+	// A client adding the other header family: a proxy that sets both (nginx) or sends none (Envoy) gets a
+	// decision on its own description; one that passes the client's copy along (Caddy) gets 400.
+	want := http.StatusForbidden
+	if px.name == "caddy" {
+		want = http.StatusBadRequest
+	}
+	req, err := http.NewRequest("POST", px.resource(), strings.NewReader(listJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Original-URI", "/.well-known/oauth-protected-resource")
+	req.Header.Set("X-Original-Method", "GET")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Errorf("client-added X-Original-*: status %d, want %d", resp.StatusCode, want)
 	}
 }

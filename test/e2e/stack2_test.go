@@ -40,6 +40,8 @@ func (p proxy) metadataURL() string { return p.base + "/.well-known/oauth-protec
 type plan struct {
 	nginxBin  string
 	nginxPort int
+	caddyBin  string
+	caddyPort int
 	proxies   []proxy
 }
 
@@ -56,6 +58,13 @@ func newPlan(t testing.TB) *plan {
 	} else {
 		p.nginxPort = freePort(t)
 		p.proxies = append(p.proxies, proxy{name: "nginx", base: fmt.Sprintf("http://127.0.0.1:%d", p.nginxPort)})
+	}
+	p.caddyBin = lookProgram("caddy")
+	if p.caddyBin == "" {
+		p.proxies = append(p.proxies, proxy{name: "caddy", missing: "caddy not found (apt-get install -y caddy)"})
+	} else {
+		p.caddyPort = freePort(t)
+		p.proxies = append(p.proxies, proxy{name: "caddy", base: fmt.Sprintf("http://127.0.0.1:%d", p.caddyPort)})
 	}
 	return p
 }
@@ -134,6 +143,8 @@ func (p *plan) start(t testing.TB, issuers string, clients []string) *stack {
 			})
 		case "nginx":
 			startNginx(t, p.nginxBin, p.nginxPort, az.httpURL, upstream.String())
+		case "caddy":
+			startCaddy(t, p.caddyBin, p.caddyPort, az.httpURL, upstream.String())
 		}
 	}
 	return st
@@ -183,4 +194,28 @@ func startNginx(t testing.TB, bin string, port int, authzURL, upstream string) {
 	proc := start(t, "nginx", nil, dir, bin, "-e", "stderr", "-c", file, "-p", dir)
 	u, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port))
 	waitHTTP(t, u.String()+"/.well-known/oauth-protected-resource/mcp", 15*time.Second, proc)
+}
+
+// startCaddy renders testdata/Caddyfile.tmpl and runs Caddy (forward_auth) until the test ends.
+func startCaddy(t testing.TB, bin string, port int, authzURL, upstream string) {
+	t.Helper()
+	dir := t.TempDir()
+	tmpl, err := template.ParseFiles(filepath.Join("testdata", "Caddyfile.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	au, _ := url.Parse(authzURL)
+	uu, _ := url.Parse(upstream)
+	var conf bytes.Buffer
+	if err := tmpl.Execute(&conf, map[string]any{"Port": port, "AuthzHost": au.Host, "UpstreamHost": uu.Host}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Caddy keeps its state under HOME / XDG folders: the test's own.
+	env := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
+	proc := start(t, "caddy", env, dir, bin, "run", "--adapter", "caddyfile", "--config", file)
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/.well-known/oauth-protected-resource/mcp", port), 15*time.Second, proc)
 }
