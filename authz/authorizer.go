@@ -116,7 +116,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	if raw == "" {
 		return deny(ReasonMissingToken, &Error{Status: http.StatusUnauthorized, Description: "missing bearer token"}, "missing bearer token", "Missing Bearer token", "")
 	}
-	ident, e = a.verify(ctx, raw, res.cfg.URL)
+	ident, e = a.verify(ctx, raw, res.audiences)
 	if e != nil {
 		if e.Unavailable {
 			return deny(ReasonUnavailable, e, "", "Service Unavailable: "+e.Description, "")

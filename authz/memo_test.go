@@ -47,7 +47,7 @@ func TestIdentityMemo(t *testing.T) {
 			built := 0
 			var first any
 			for i := range 3 {
-				id, e := v.Verify(context.Background(), tok, resURL)
+				id, e := v.Verify(context.Background(), tok, []string{resURL})
 				if e != nil {
 					t.Fatal(e)
 				}

@@ -204,14 +204,14 @@ func (t *Telemetry) identityAttrs(attrs []attribute.KeyValue, id *Identity) []at
 }
 
 // verify runs the Verifier inside a span.
-func (a *Authorizer) verify(ctx context.Context, raw, audience string) (*Identity, *Error) {
+func (a *Authorizer) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	t := a.tel
 	if t == nil || t.tracer == nil {
-		return a.verifier.Verify(ctx, raw, audience)
+		return a.verifier.Verify(ctx, raw, audiences)
 	}
 	ctx, span := t.tracer.Start(ctx, spanVerify)
 	defer span.End()
-	id, e := a.verifier.Verify(ctx, raw, audience)
+	id, e := a.verifier.Verify(ctx, raw, audiences)
 	if e != nil {
 		span.SetAttributes(attrReason.String(redactTokens(e.Error())))
 		if e.Unavailable {

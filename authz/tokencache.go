@@ -92,8 +92,8 @@ type tokenKey struct {
 }
 
 // verify answers from the cache: ok is false on a miss (the caller verifies afresh), else id and e are what a
-// fresh verification of the token for audience returns now. A nil cache always misses.
-func (c *tokenCache) verify(v *Verifier, key tokenKey, audience string) (id *Identity, e *Error, ok bool) {
+// fresh verification of the token for audiences returns now. A nil cache always misses.
+func (c *tokenCache) verify(v *Verifier, key tokenKey, audiences []string) (id *Identity, e *Error, ok bool) {
 	if c == nil {
 		return nil, nil, false
 	}
@@ -119,7 +119,7 @@ func (c *tokenCache) verify(v *Verifier, key tokenKey, audience string) (id *Ide
 			return nil, e, true
 		}
 	}
-	if e := entry.issuer.checkAudience(entry.token.Audience(), entry.id.ClientID, audience); e != nil {
+	if e := entry.issuer.checkAudience(entry.token.Audience(), entry.id.ClientID, audiences); e != nil {
 		return nil, e, true
 	}
 	copied := entry.id // callers get their own Identity; Claims and Scopes are shared and read-only

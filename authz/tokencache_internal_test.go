@@ -79,7 +79,7 @@ func TestTokenCacheComparesTokens(t *testing.T) {
 	if c.len() != 1 {
 		t.Fatal("token not cached")
 	}
-	if _, _, ok := c.verify(nil, tokenKey{hash: 7, raw: "token-b"}, "https://mcp.example.com/mcp"); ok {
+	if _, _, ok := c.verify(nil, tokenKey{hash: 7, raw: "token-b"}, []string{"https://mcp.example.com/mcp"}); ok {
 		t.Error("a token with the same hash was answered from another token's entry")
 	}
 }

@@ -171,8 +171,8 @@ func (f *cacheFixture) refreshKeys(t *testing.T) {
 // description ("" on success).
 func (f *cacheFixture) assertSameAsFresh(t *testing.T, tok, audience string) string {
 	t.Helper()
-	gotID, gotErr := f.cached.Verify(context.Background(), tok, audience)
-	wantID, wantErr := f.fresh.Verify(context.Background(), tok, audience)
+	gotID, gotErr := f.cached.Verify(context.Background(), tok, []string{audience})
+	wantID, wantErr := f.fresh.Verify(context.Background(), tok, []string{audience})
 	if !reflect.DeepEqual(gotErr, wantErr) {
 		t.Fatalf("cached verifier error %v, fresh verification error %v", gotErr, wantErr)
 	}
@@ -339,7 +339,7 @@ func TestTokenCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				tok := tokens[(g+i)%len(tokens)]
-				id, verr := small.Verify(context.Background(), tok, cacheResource)
+				id, verr := small.Verify(context.Background(), tok, []string{cacheResource})
 				if verr != nil || id == nil || id.Subject == "" {
 					t.Errorf("Verify: %v, %v", id, verr)
 					return

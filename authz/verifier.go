@@ -73,10 +73,11 @@ func (v *Verifier) Ready() error {
 	return nil
 }
 
-// Verify checks the token's signature, header and registered claims. audience is the URL of the targeted
-// resource, accepted when the issuer configures no audiences of its own. A failure is an *Error: 401
+// Verify checks the token's signature, header and registered claims. audiences are the `aud` values that name
+// the targeted resource (its URL unless configured), accepted when the issuer configures no audiences of its
+// own (possible only with a single resource). A failure is an *Error: 401
 // invalid_token with a specific description, or 503 when the issuer's keys could not be loaded.
-func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity, *Error) {
+func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	if len(raw) > maxTokenBytes {
 		return nil, errInvalidToken("token too large")
 	}
@@ -84,10 +85,10 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 		return nil, errInvalidToken("malformed token: not a compact JWS")
 	}
 	key := tokenKey{hash: maphash.String(v.seed, raw), raw: raw}
-	if id, e, ok := v.cache.verify(v, key, audience); ok {
+	if id, e, ok := v.cache.verify(v, key, audiences); ok {
 		return id, e
 	}
-	if _, e, ok := v.rejects.verify(v, key, audience); ok {
+	if _, e, ok := v.rejects.verify(v, key, audiences); ok {
 		return nil, e
 	}
 	kp := &keyChoice{v: v}
@@ -116,7 +117,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	}
 	id := newIdentity(kp.claims)
 	id.Expiry = tok.Expiration()
-	if err := t.checkAudience(tok.Audience(), id.ClientID, audience); err != nil {
+	if err := t.checkAudience(tok.Audience(), id.ClientID, audiences); err != nil {
 		return nil, err
 	}
 	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
@@ -171,7 +172,10 @@ func unixClaim(claims map[string]any, name string) (int64, bool) {
 	return i, err == nil
 }
 
-func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *Error {
+// checkAudience accepts a token whose `aud` holds one of the resource's audiences (or, for an issuer that
+// configures its own, one of those), or that has no `aud` at all and a client listed in
+// clients_without_audience.
+func (t *trustedIssuer) checkAudience(aud []string, clientID string, resource []string) *Error {
 	if len(aud) == 0 {
 		if clientID != "" && t.noAudience[clientID] {
 			return nil
@@ -180,7 +184,7 @@ func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *
 	}
 	accepted := t.cfg.Audiences
 	if len(accepted) == 0 {
-		accepted = []string{resource}
+		accepted = resource
 	}
 	for _, a := range aud {
 		if slices.Contains(accepted, a) {

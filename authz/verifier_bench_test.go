@@ -37,7 +37,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, verr := bc.v.Verify(ctx, tok, benchenv.ResourceURL); verr != nil {
+				if _, verr := bc.v.Verify(ctx, tok, []string{benchenv.ResourceURL}); verr != nil {
 					b.Fatal(verr)
 				}
 			}

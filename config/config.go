@@ -67,6 +67,10 @@ type Resource struct {
 	KeepAuthorization bool `json:"keep_authorization,omitempty"`
 	// AllowedOrigins, when set, lists the Origin values accepted; a request with another Origin gets 403.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// Audiences are the `aud` values that name this resource (for example Okta's api://default or Entra's
+	// api://<app id>). Default: URL. No two resources may share one: a token for one would be valid on
+	// the other.
+	Audiences []string `json:"audiences,omitempty"`
 }
 
 // Issuer is one trusted identity provider.
@@ -75,7 +79,9 @@ type Issuer struct {
 	DiscoveryURL string `json:"discovery_url"`
 	// Issuer is the exact `iss`. Default: DiscoveryURL without `/.well-known/openid-configuration`.
 	Issuer string `json:"issuer,omitempty"`
-	// Audiences are the accepted `aud` values. Default: the URL of the resource a request targets.
+	// Audiences are the accepted `aud` values for this issuer's tokens. Allowed only when a single resource
+	// is configured (with several, an issuer-wide audience would make a token for one resource valid on
+	// all of them: use resources[].audiences). Default: the audiences of the resource a request targets.
 	Audiences []string `json:"audiences,omitempty"`
 	// ClientsWithoutAudience lists client ids whose tokens carry no `aud` at all (Amazon Cognito access tokens):
 	// such a token is accepted when its client id is listed. A token that has an `aud` must still match.
@@ -394,6 +400,21 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	audienceOf := map[string]int{}
+	for i, r := range c.Resources {
+		auds := r.Audiences
+		if len(auds) == 0 {
+			auds = []string{r.URL}
+		}
+		for j, a := range auds {
+			if a == "" {
+				fail(fmt.Sprintf("resources[%d].audiences[%d]", i, j), "empty audience")
+			} else if k, dup := audienceOf[a]; dup && k != i {
+				fail(fmt.Sprintf("resources[%d].audiences[%d]", i, j), "audience %q also names resources[%d]: a token for one would be valid on the other", a, k)
+			}
+			audienceOf[a] = i
+		}
+	}
 	if len(c.Issuers) == 0 {
 		fail("issuers", "at least one issuer is required")
 	}
@@ -409,6 +430,9 @@ func (c *Config) Validate() error {
 			fail(p+".issuer", "duplicate issuer %q", is.Issuer)
 		}
 		issuers[is.Issuer] = true
+		if len(is.Audiences) > 0 && len(c.Resources) > 1 {
+			fail(p+".audiences", "an issuer-wide audience with %d resources would make a token for one resource valid on all of them: set resources[].audiences instead", len(c.Resources))
+		}
 		for j, a := range is.Algorithms {
 			if !allowedAlgorithms[a] {
 				fail(fmt.Sprintf("%s.algorithms[%d]", p, j), "%q is not an allowed asymmetric algorithm", a)

@@ -24,6 +24,7 @@ policy: {paths: ["."]}
 		{"query", c.Policy.Query, "data.mcp.authz.decision"},
 		{"subject header", c.IdentityHeaders.Subject, "x-mcp-subject"},
 		{"algorithms", strings.Join(c.Issuers[0].Algorithms, ","), strings.Join(DefaultAlgorithms, ",")},
+		{"forward_auth.request_headers", c.ForwardAuth.RequestHeaders, "forwarded"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -49,6 +50,11 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate field", base + "leeway: 1s\nleeway: 2s\n", `key "leeway" already set`},
 		{"leeway too large", base + "leeway: 1h\n", "leeway"},
 		{"log level", base + "log: {level: loud}\n", "log.level"},
+		{"forward-auth header family", base + "forward_auth: {request_headers: x-original}\n", "forward_auth.request_headers"},
+		{"issuer audiences with two resources", strings.Replace(strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/public"}]`, 1), `configuration"}`, `configuration", audiences: [api://mcp]}`, 1), "issuers[0].audiences: an issuer-wide audience with 2 resources"},
+		{"audience shared by two resources", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp", audiences: [api://mcp]}, {url: "https://m/public", audiences: [api://mcp]}]`, 1), `resources[1].audiences[0]: audience "api://mcp" also names resources[0]`},
+		{"audience naming another resource by its url", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/public", audiences: ["https://m/mcp"]}]`, 1), "resources[1].audiences[0]"},
+		{"empty audience", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp", audiences: [""]}]`, 1), "resources[0].audiences[0]: empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

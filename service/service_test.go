@@ -169,13 +169,13 @@ resources:
   - url: %s
     name: tools
     scopes_supported: [tools:read, tools:call, tools:admin]
+    audiences: [%[1]s, api://default]
   - url: %s
 issuers:
   - discovery_url: %s/.well-known/openid-configuration
     required_type: at+jwt
     min_refresh_interval: 1ms
   - discovery_url: %s/.well-known/openid-configuration
-    audiences: [api://default]
   - discovery_url: %s/.well-known/openid-configuration
     clients_without_audience: [cognito-client]
 policy:
@@ -272,7 +272,7 @@ func TestDenyMatrix(t *testing.T) {
 		{"none of the allowed scopes", bearer(mint(t, e.std, userClaims(map[string]any{"scope": "openid"}))), "/mcp", listTools, denial{status: 403, errorCode: "insufficient_scope", scope: "tools:read tools:call"}},
 		{"policy deny: client not allowed", bearer(mint(t, e.std, userClaims(map[string]any{"client_id": "intruder"}))), "/mcp", listTools, denial{status: 403, description: `client 'intruder' is not allowed`, message: "Forbidden"}},
 		{"cognito client not listed", bearer(mint(t, e.cognito, map[string]any{"sub": "bob", "client_id": "other-client", "scope": "tools:read", "token_use": "access"}, idp.WithType(""))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "no audience"}},
-		{"okta token without its audience", bearer(mint(t, e.okta, map[string]any{"sub": "carol", "aud": resourceURL, "cid": "okta-client", "scp": []string{"tools:read"}}, idp.WithType("JWT"))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "audience"}},
+		{"okta token for another API audience", bearer(mint(t, e.okta, map[string]any{"sub": "carol", "aud": "api://other", "cid": "okta-client", "scp": []string{"tools:read"}}, idp.WithType("JWT"))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "audience"}},
 		{"invalid JSON body", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":`, denial{status: 400, errorCode: "invalid_request", description: "not a JSON object"}},
 		{"JSON-RPC batch", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `[` + callTool("admin_reset") + `]`, denial{status: 400, errorCode: "invalid_request", description: "batches"}},
 		{"case-variant member hides the tool", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","NAME":"echo"}}`, denial{status: 403, errorCode: "insufficient_scope", scope: "tools:admin tools:read tools:call"}},
