@@ -20,6 +20,8 @@ import (
 type Config struct {
 	// Listen holds the listener addresses.
 	Listen Listen `json:"listen"`
+	// Server bounds the work the listeners take on and how the service stops.
+	Server Server `json:"server"`
 	// Resources are the MCP servers behind the proxy; at least one.
 	Resources []Resource `json:"resources"`
 	// Issuers are the trusted identity providers; at least one.
@@ -48,6 +50,32 @@ type Listen struct {
 	GRPC string `json:"grpc"`
 	// HTTP is the address of the metadata, health and HTTP-authorization listener. Default 127.0.0.1:8080.
 	HTTP string `json:"http"`
+}
+
+// Server bounds the work the listeners take on and how the service stops.
+type Server struct {
+	// MaxConcurrentChecks bounds the Checks decided at once, over gRPC and /authz together. A Check over the
+	// bound is refused at once (gRPC UNAVAILABLE, which Envoy answers with status_on_error and may retry on
+	// another replica; HTTP 503) instead of waiting in an unbounded queue. Default 1024.
+	MaxConcurrentChecks int `json:"max_concurrent_checks,omitempty"`
+	// MaxConnectionAge closes a gRPC connection gracefully after this long, so that a Kubernetes Service
+	// spreads Envoy's long-lived connections over new replicas. Default 10m; 0s never.
+	MaxConnectionAge *Duration `json:"max_connection_age,omitempty"`
+	// ShutdownDelay is how long, after SIGTERM, the service keeps serving while it reports not-ready (gRPC
+	// health NOT_SERVING, /readyz 503), so that load balancers stop sending before the listeners close.
+	// Default 0s; set it to a few seconds in Kubernetes.
+	ShutdownDelay Duration `json:"shutdown_delay,omitempty"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish once the listeners close.
+	// Default 10s.
+	ShutdownTimeout Duration `json:"shutdown_timeout,omitempty"`
+}
+
+// ConnectionAge is MaxConnectionAge, or its default of 10 minutes when unset; 0 means never.
+func (s Server) ConnectionAge() time.Duration {
+	if s.MaxConnectionAge == nil {
+		return 10 * time.Minute
+	}
+	return time.Duration(*s.MaxConnectionAge)
 }
 
 // Resource is one protected MCP server.
@@ -292,6 +320,12 @@ func (c *Config) applyDefaults() {
 	if c.Listen.HTTP == "" {
 		c.Listen.HTTP = "127.0.0.1:8080"
 	}
+	if c.Server.MaxConcurrentChecks == 0 {
+		c.Server.MaxConcurrentChecks = 1024
+	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = Duration(10 * time.Second)
+	}
 	if c.Leeway == 0 {
 		c.Leeway = Duration(60 * time.Second)
 	}
@@ -455,6 +489,18 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(p); err != nil {
 			fail(fmt.Sprintf("policy.paths[%d]", i), "%v", err)
 		}
+	}
+	if c.Server.MaxConcurrentChecks < 0 {
+		fail("server.max_concurrent_checks", "must not be negative")
+	}
+	if a := c.Server.ConnectionAge(); a != 0 && a < time.Second {
+		fail("server.max_connection_age", "must be 0s (never) or at least 1s, not %v", a)
+	}
+	if d := c.Server.ShutdownDelay; d < 0 || d > Duration(5*time.Minute) {
+		fail("server.shutdown_delay", "must be between 0s and 5m")
+	}
+	if d := c.Server.ShutdownTimeout; d < Duration(time.Second) || d > Duration(5*time.Minute) {
+		fail("server.shutdown_timeout", "must be between 1s and 5m")
 	}
 	if c.Leeway < 0 || c.Leeway > Duration(10*time.Minute) {
 		fail("leeway", "must be between 0s and 10m")

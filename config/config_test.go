@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ policy: {paths: ["."]}
 		{"subject header", c.IdentityHeaders.Subject, "x-mcp-subject"},
 		{"algorithms", strings.Join(c.Issuers[0].Algorithms, ","), strings.Join(DefaultAlgorithms, ",")},
 		{"forward_auth.request_headers", c.ForwardAuth.RequestHeaders, "forwarded"},
+		{"server.max_concurrent_checks", fmt.Sprint(c.Server.MaxConcurrentChecks), "1024"},
+		{"server.max_connection_age", c.Server.ConnectionAge().String(), "10m0s"},
+		{"server.shutdown_timeout", time.Duration(c.Server.ShutdownTimeout).String(), "10s"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -50,6 +54,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate field", base + "leeway: 1s\nleeway: 2s\n", `key "leeway" already set`},
 		{"leeway too large", base + "leeway: 1h\n", "leeway"},
 		{"log level", base + "log: {level: loud}\n", "log.level"},
+		{"negative check limit", base + "server: {max_concurrent_checks: -1}\n", "server.max_concurrent_checks"},
+		{"tiny connection age", base + "server: {max_connection_age: 10ms}\n", "server.max_connection_age"},
+		{"long shutdown delay", base + "server: {shutdown_delay: 1h}\n", "server.shutdown_delay"},
 		{"forward-auth header family", base + "forward_auth: {request_headers: x-original}\n", "forward_auth.request_headers"},
 		{"issuer audiences with two resources", strings.Replace(strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/public"}]`, 1), `configuration"}`, `configuration", audiences: [api://mcp]}`, 1), "issuers[0].audiences: an issuer-wide audience with 2 resources"},
 		{"audience shared by two resources", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp", audiences: [api://mcp]}, {url: "https://m/public", audiences: [api://mcp]}]`, 1), `resources[1].audiences[0]: audience "api://mcp" also names resources[0]`},

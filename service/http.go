@@ -33,8 +33,8 @@ func (s *Service) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, readiness{Status: "ready", Policy: ps})
 	})
-	fa := forwardauth.New(s.authorizer, s.log, forwardauth.Options{Prefix: forwardauth.Prefix, MaxBody: s.cfg.MaxBodyBytes,
-		Family: forwardauth.Family(s.cfg.ForwardAuth.RequestHeaders)})
+	fa := s.limit.handler(forwardauth.New(s.authorizer, s.log, forwardauth.Options{Prefix: forwardauth.Prefix,
+		MaxBody: s.cfg.MaxBodyBytes, Family: forwardauth.Family(s.cfg.ForwardAuth.RequestHeaders)}))
 	// /authz is routed on the request-target as received: the mux would answer a path with dot segments or
 	// "//" with a redirect to its cleaned form, and a proxy must get a decision about the path it routes.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

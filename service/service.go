@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -36,6 +37,8 @@ type Service struct {
 	health     *health.Server
 	http       *http.Server
 	telemetry  *telemetry.Providers
+	limit      *checkLimit
+	draining   atomic.Bool // set on shutdown: /readyz answers 503 while in-flight requests finish
 }
 
 // Option changes a Service built by New.
@@ -92,7 +95,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if o.telemetry.Tracing() {
 		envoyOpts = append(envoyOpts, envoy.WithTracing(tel))
 	}
-	s.grpc = grpc.NewServer(grpcOptions()...)
+	s.limit, err = newCheckLimit(cfg.Server.MaxConcurrentChecks, o.telemetry.MeterProvider().Meter("github.com/mcp-authz/mcp-authz/service"), log)
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer(grpcOptions(s.limit, cfg.Server.ConnectionAge())...)
 	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer, envoyOpts...))
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -162,8 +169,8 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	case err = <-errc:
 		s.log.Error("listener failed", "error", err.Error())
 	}
-	s.health.Shutdown()
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	s.drain()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), time.Duration(s.cfg.Server.ShutdownTimeout))
 	defer stop()
 	if herr := s.http.Shutdown(shutdownCtx); herr != nil {
 		s.http.Close()
@@ -177,6 +184,17 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 	}
 	s.log.Info("mcp-authz stopped")
 	return err
+}
+
+// drain reports not-ready (gRPC health NOT_SERVING, /readyz 503) and keeps serving for the configured
+// shutdown delay, so that load balancers and proxies stop sending before the listeners close.
+func (s *Service) drain() {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	if d := time.Duration(s.cfg.Server.ShutdownDelay); d > 0 {
+		s.log.Info("shutting down: not ready, still serving", "delay", d.String())
+		time.Sleep(d)
+	}
 }
 
 // watchReadiness flips the gRPC health status to SERVING once every issuer's keys are loaded.
@@ -198,5 +216,13 @@ func (s *Service) watchReadiness(ctx context.Context) {
 	}
 }
 
-// Ready reports why the service cannot decide yet (keys not loaded, no policy generation), or nil.
-func (s *Service) Ready() error { return errors.Join(s.authorizer.Ready(), s.policy.Ready()) }
+// Ready reports why the service cannot decide yet (keys not loaded, no policy generation) or should not be
+// sent more requests (shutting down), or nil.
+func (s *Service) Ready() error {
+	if s.draining.Load() {
+		return errShuttingDown
+	}
+	return errors.Join(s.authorizer.Ready(), s.policy.Ready())
+}
+
+var errShuttingDown = errors.New("shutting down")
