@@ -19,7 +19,7 @@ import (
 // Policy decides one request's input document (built only as far as the policy reads it, and only when its
 // decision cache misses); a *policy.Policy is one, and so is a *policy.Live that swaps generations of them.
 type Policy interface {
-	EvaluateInput(ctx context.Context, in policy.Input) (policy.Decision, error)
+	Evaluate(ctx context.Context, in policy.Input) (policy.Decision, error)
 }
 
 // Authorizer turns a Request into a Decision. It is safe for concurrent use.

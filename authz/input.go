@@ -10,7 +10,7 @@ import (
 
 // evaluatePolicy asks the policy for a decision on the input document of one request (requestInput).
 func (a *Authorizer) evaluatePolicy(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
-	return a.policy.EvaluateInput(ctx, &requestInput{req: req, res: res, id: id, msg: msg})
+	return a.policy.Evaluate(ctx, &requestInput{req: req, res: res, id: id, msg: msg})
 }
 
 // requestInput is the policy input document of one request (policy.Input): built as an ast.Value (OPA

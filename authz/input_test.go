@@ -258,7 +258,7 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 	cachedID.policyToken = ast.NewTerm(token)
 	for _, pc := range policies {
 		t.Run(pc.name, func(t *testing.T) {
-			p, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery, policy.WithDecisionCache(0))
+			p, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery, policy.WithDecisionCache(-1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,15 +272,15 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 					if err != nil {
 						t.Fatal(err)
 					}
-					want, wantErr := p.EvaluateValue(ctx, whole)
+					want, wantErr := p.Evaluate(ctx, policy.Document(whole))
 					in := &capturing{requestInput: requestInput{req: req, res: res, id: id, msg: msg}}
-					got, gotErr := p.EvaluateInput(ctx, in)
+					got, gotErr := p.Evaluate(ctx, in)
 					if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 						t.Errorf("headers %v, message %+v: pruned input decides %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
 					}
 					// Through the decision cache, keyed on Lookup: twice, the second usually a hit.
 					for _, ident := range []*Identity{id, &cachedID, &cachedID} {
-						got, gotErr := cache.EvaluateInput(ctx, &requestInput{req: req, res: res, id: ident, msg: msg})
+						got, gotErr := cache.Evaluate(ctx, &requestInput{req: req, res: res, id: ident, msg: msg})
 						if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 							t.Errorf("headers %v, message %+v: through the cache %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
 						}

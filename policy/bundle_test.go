@@ -129,7 +129,7 @@ func TestLiveBundleRefusesTamperedBundles(t *testing.T) {
 		cancel()
 		t.Fatal(err)
 	}
-	if _, err := live.Evaluate(ctx, map[string]any{}); !errors.Is(err, policy.ErrNoPolicy) {
+	if _, err := live.Evaluate(ctx, policy.Map(map[string]any{})); !errors.Is(err, policy.ErrNoPolicy) {
 		t.Fatalf("Evaluate before any bundle = %v, want ErrNoPolicy", err)
 	}
 	if live.Ready() == nil {

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -12,164 +11,6 @@ import (
 
 // DefaultDecisionCacheSize is the number of decisions a generation keeps when no size is configured.
 const DefaultDecisionCacheSize = 4096
-
-// inputPaths is what a generation's policy can read of its input: the constant-string prefixes of every
-// reference rooted at `input`, none a prefix of another. reason is why the decision cache is off for the
-// generation (empty when it may be on).
-type inputPaths struct {
-	paths  []ast.Ref
-	reason string
-}
-
-// analyzeInput statically analyses the compiled modules and the query text (never the partially evaluated
-// query, whose shape depends on the data) and returns the input paths they can read. Any construct through
-// which the decision could depend on more than those paths, or on anything but input and data, turns the
-// cache off: a bare `input`, a ref into input with a non-constant element before any constant one, a `with`
-// modifier, a non-deterministic built-in, a function that is neither a built-in of the compiler nor a rule.
-func analyzeInput(compiler *ast.Compiler, query string) inputPaths {
-	builtins := map[string]*ast.Builtin{}
-	if caps := compiler.Capabilities(); caps != nil {
-		for _, b := range caps.Builtins {
-			builtins[b.Name] = b
-		}
-	}
-	a := &analysis{compiler: compiler, builtins: builtins}
-	body, err := ast.ParseBody(query)
-	if err != nil {
-		return inputPaths{reason: fmt.Sprintf("query %q does not parse: %v", query, err)}
-	}
-	a.walk(body)
-	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
-		if a.reason != "" {
-			break
-		}
-		a.walk(compiler.Modules[name])
-	}
-	if a.reason != "" {
-		return inputPaths{reason: a.reason}
-	}
-	return inputPaths{paths: minimalPrefixes(a.paths)}
-}
-
-type analysis struct {
-	compiler *ast.Compiler
-	builtins map[string]*ast.Builtin
-	paths    []ast.Ref
-	reason   string
-}
-
-func (a *analysis) disable(format string, args ...any) {
-	if a.reason == "" {
-		a.reason = fmt.Sprintf(format, args...)
-	}
-}
-
-func (a *analysis) walk(x any) {
-	var vis *ast.GenericVisitor
-	vis = ast.NewGenericVisitor(func(x any) bool {
-		if a.reason != "" {
-			return true
-		}
-		switch x := x.(type) {
-		case *ast.Expr:
-			if len(x.With) > 0 {
-				a.disable("a with modifier (%v) at %v", x.With[0], x.Location)
-				return true
-			}
-			if x.IsCall() {
-				a.call(x.Operator(), x.Location)
-			}
-		case ast.Call:
-			if len(x) > 0 {
-				if op, ok := x[0].Value.(ast.Ref); ok {
-					a.call(op, x[0].Location)
-				} else {
-					a.disable("a call of %v", x[0])
-				}
-			}
-		case *ast.Term:
-			switch v := x.Value.(type) {
-			case ast.Var:
-				if v.Equal(ast.InputRootDocument.Value) {
-					a.disable("bare input at %v", x.Location)
-					return true
-				}
-			case ast.Ref:
-				if !v.HasPrefix(ast.InputRootRef) {
-					return false
-				}
-				prefix := constantPrefix(v)
-				if len(prefix) == 1 {
-					if len(v) == 1 {
-						a.disable("bare input at %v", x.Location)
-					} else {
-						a.disable("input read with a non-constant key (%v) at %v", v, x.Location)
-					}
-					return true
-				}
-				a.paths = append(a.paths, prefix)
-				for _, t := range v[len(prefix):] { // the non-constant rest may read input too
-					vis.Walk(t)
-				}
-				return true
-			}
-		}
-		return false
-	})
-	vis.Walk(x)
-}
-
-// call checks one function called by the policy: a rule of the policy (analysed as a module), or a
-// deterministic built-in of the compiler.
-func (a *analysis) call(op ast.Ref, loc *ast.Location) {
-	if op.HasPrefix(ast.DefaultRootRef) {
-		if len(a.compiler.GetRulesExact(op)) == 0 {
-			a.disable("a call of %v, which no rule defines, at %v", op, loc)
-		}
-		return
-	}
-	b := a.builtins[op.String()]
-	switch {
-	case b == nil:
-		a.disable("a call of %v, not a built-in of this compiler, at %v", op, loc)
-	case b.Nondeterministic || readsClock[b.Name]:
-		a.disable("a call of the non-deterministic built-in %v at %v", op, loc)
-	}
-}
-
-// readsClock are built-ins that OPA does not mark non-deterministic but whose result depends on the
-// current time (certificate validity) or that sign with it.
-var readsClock = map[string]bool{
-	"crypto.x509.parse_and_verify_certificates":              true,
-	"crypto.x509.parse_and_verify_certificates_with_options": true,
-	"providers.aws.sign_req":                                 true,
-}
-
-// constantPrefix is the longest prefix of ref (rooted at input) whose elements after the root are strings.
-func constantPrefix(ref ast.Ref) ast.Ref {
-	n := 1
-	for n < len(ref) {
-		if _, ok := ref[n].Value.(ast.String); !ok {
-			break
-		}
-		n++
-	}
-	return ref[:n].Copy()
-}
-
-// minimalPrefixes sorts and deduplicates paths and drops every path that another one is a prefix of (reading
-// input.token covers input.token.claims).
-func minimalPrefixes(paths []ast.Ref) []ast.Ref {
-	slices.SortFunc(paths, func(x, y ast.Ref) int { return x.Compare(y) })
-	var out []ast.Ref
-	for _, p := range paths {
-		if len(out) > 0 && p.HasPrefix(out[len(out)-1]) {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
-}
 
 // decisionCache holds the decisions of one generation, keyed by the projection of the input onto the
 // generation's input paths. A hit compares the stored projection with the new one (ast.Compare), never
@@ -198,28 +39,14 @@ func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
 	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
 }
 
-// key is the projection of input onto the cache's paths: an array with, per path, the input's term there,
-// or the cache's absent marker when the input has no value there. ok is false when the input cannot be
-// projected faithfully (not an object, or a set on a path): such an input is evaluated, never cached. The
-// key shares the input's terms (neither is ever modified).
-func (c *decisionCache) key(input ast.Value) (key ast.Value, ok bool) {
-	if _, isObj := input.(ast.Object); !isObj {
-		return nil, false
-	}
-	root := ast.NewTerm(input)
-	return c.keyOf(func(path ast.Ref) (*ast.Term, bool) { return Descend(root, path) })
-}
-
-// lookupKey is key for an input not built: the terms in.Lookup returns on the cache's paths. ok is false
-// when a lookup is not known (or meets a set), and the input must then be built and projected.
-func (c *decisionCache) lookupKey(in Input) (key ast.Value, ok bool) { return c.keyOf(in.Lookup) }
-
-// keyOf is the key made of what find returns on the cache's paths (after `input`): the term there, or the
-// absent marker. ok is false when find is not sure, or when a set is on a path.
-func (c *decisionCache) keyOf(find func(ast.Ref) (*ast.Term, bool)) (key ast.Value, ok bool) {
+// key is the projection of in onto the cache's paths: an array with, per path, the term in.Lookup finds
+// there, or the cache's absent marker when the input has no value there. ok is false when a lookup is not
+// known or meets a set: such an input is built and evaluated, never cached. The key shares the input's
+// terms (neither is ever modified).
+func (c *decisionCache) key(in Input) (key ast.Value, ok bool) {
 	elems := make([]*ast.Term, len(c.paths))
 	for i, p := range c.paths {
-		t, known := find(p[1:])
+		t, known := in.Lookup(p[1:])
 		if !known {
 			return nil, false
 		}

@@ -149,7 +149,7 @@ func TestLoadedPolicyCacheState(t *testing.T) {
 	}{
 		{"shipped", []string{"../deploy/policies"}, nil, ""},
 		{"shipped and example", []string{"../deploy/policies", "../deploy/examples/policies"}, nil, ""},
-		{"size 0", []string{"../deploy/policies"}, []Option{WithDecisionCache(0)}, "configuration"},
+		{"size 0", []string{"../deploy/policies"}, []Option{WithDecisionCache(-1)}, "configuration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Load(ctx, tc.paths, DefaultQuery, tc.opts...)
@@ -204,7 +204,7 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 					}
 				}
 				for range 2 { // the second answer comes from the cache
-					d, err := l.EvaluateInput(ctx, valueInput{ast.NewTerm(in)})
+					d, err := l.Evaluate(ctx, valueInput{ast.NewTerm(in)})
 					if err != nil || !d.Allow || d.Reason != reason {
 						t.Fatalf("%+v, %v; want the decision of generation %q", d, err, reason)
 					}
@@ -227,7 +227,7 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 func TestSameKey(t *testing.T) {
 	c := newDecisionCache([]ast.Ref{ast.MustParseRef("input.a"), ast.MustParseRef("input.b")}, 10)
 	key := func(doc string) ast.Value {
-		k, ok := c.key(ast.MustParseTerm(doc).Value)
+		k, ok := c.key(Document(ast.MustParseTerm(doc).Value))
 		if !ok {
 			t.Fatalf("no key for %s", doc)
 		}

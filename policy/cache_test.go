@@ -123,7 +123,7 @@ func TestDifferential(t *testing.T) {
 				t.Fatalf("cache off: %s", off)
 			}
 			fresh := func(files map[string]string) *policy.Policy {
-				p, err := policy.Load(ctx, []string{writePolicy(t, files)}, policy.DefaultQuery, policy.WithDecisionCache(0))
+				p, err := policy.Load(ctx, []string{writePolicy(t, files)}, policy.DefaultQuery, policy.WithDecisionCache(-1))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -147,9 +147,9 @@ func TestDifferential(t *testing.T) {
 					for round := range 3 {
 						for i := range inputs {
 							in := inputs[(i*(w+1)+round)%len(inputs)]
-							got, gotErr := cached.EvaluateValue(ctx, in)
-							want, wantErr := uncached.EvaluateValue(ctx, in)
-							oldD, oldErr := old.EvaluateValue(ctx, in)
+							got, gotErr := cached.Evaluate(ctx, policy.Document(in))
+							want, wantErr := uncached.Evaluate(ctx, policy.Document(in))
+							oldD, oldErr := old.Evaluate(ctx, policy.Document(in))
 							if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 								t.Errorf("input %v:\ncached   %+v, %v\nuncached %+v, %v", in, got, gotErr, want, wantErr)
 								return
@@ -215,7 +215,7 @@ decision := {"allow": tenant == "a", "reason": tenant}
 		{"b", "/3", false, "b", 2},
 		{"", "/4", false, "none", 3},
 	} {
-		d, err := p.EvaluateValue(ctx, req(tc.tenant, tc.path))
+		d, err := p.Evaluate(ctx, policy.Document(req(tc.tenant, tc.path)))
 		if err != nil || d.Allow != tc.allow || d.Reason != tc.reason {
 			t.Fatalf("request %d (x-tenant %q): %+v, %v; want allow %v, reason %q", i, tc.tenant, d, err, tc.allow, tc.reason)
 		}
@@ -239,11 +239,11 @@ func TestCacheSeparatesNumberSpellings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := p.EvaluateValue(ctx, v)
+		got, err := p.Evaluate(ctx, policy.Document(v))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := p.Evaluate(ctx, map[string]any{"n": json.Number(n)})
+		want, err := p.Evaluate(ctx, policy.Map(map[string]any{"n": json.Number(n)}))
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("n = %s: cached %+v, evaluated %+v (%v)", n, got, want, err)
 		}
@@ -277,7 +277,7 @@ func TestCacheOffOrErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 3 {
-				if _, err := p.EvaluateValue(ctx, in); (err != nil) != tc.wantErr {
+				if _, err := p.Evaluate(ctx, policy.Document(in)); (err != nil) != tc.wantErr {
 					t.Fatalf("error %v, want one: %v", err, tc.wantErr)
 				}
 			}
@@ -298,7 +298,7 @@ func TestCacheBounded(t *testing.T) {
 	}
 	for i := range 100 {
 		r := fmt.Sprintf("r%d", i%20)
-		d, err := p.EvaluateValue(ctx, ast.NewObject(ast.Item(ast.StringTerm("r"), ast.StringTerm(r))))
+		d, err := p.Evaluate(ctx, policy.Document(ast.NewObject(ast.Item(ast.StringTerm("r"), ast.StringTerm(r)))))
 		if err != nil || d.Reason != r {
 			t.Fatalf("%+v, %v; want reason %s", d, err, r)
 		}
@@ -319,7 +319,7 @@ func TestCachedDecisionNotShared(t *testing.T) {
 	}
 	in := ast.NewObject()
 	for range 3 {
-		d, err := p.EvaluateValue(ctx, in)
+		d, err := p.Evaluate(ctx, policy.Document(in))
 		if err != nil || !reflect.DeepEqual(d.RequiredScopes, []string{"a"}) || d.Headers["x"] != "1" {
 			t.Fatalf("%+v, %v", d, err)
 		}
@@ -384,7 +384,7 @@ decision := {"allow": true, "reason": "ok"} if {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 3 {
-				d, err := p.EvaluateInput(ctx, tc.in)
+				d, err := p.Evaluate(ctx, tc.in)
 				if err != nil || d.Allow != tc.wantAllow {
 					t.Fatalf("EvaluateInput = %+v, %v; want allow %v", d, err, tc.wantAllow)
 				}

@@ -54,7 +54,7 @@ func TestRescanReloadsOnlyChangedContent(t *testing.T) {
 		if err := l.files.reload(ctx, "rescan"); err != nil {
 			t.Fatalf("%s: reload: %v", st.name, err)
 		}
-		d, err := l.Evaluate(ctx, map[string]any{})
+		d, err := l.Evaluate(ctx, Map(map[string]any{}))
 		if s := l.Status(); s.Generation != st.wantG || err != nil || d.Allow != st.allow {
 			t.Fatalf("%s: generation %d, decision %+v, %v; want generation %d, allow %v", st.name, s.Generation, d, err, st.wantG, st.allow)
 		}

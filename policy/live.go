@@ -120,31 +120,18 @@ func (l *Live) Run(ctx context.Context) error {
 	return l.files.run(ctx)
 }
 
-// Evaluate evaluates input with the current generation.
-func (l *Live) Evaluate(ctx context.Context, input map[string]any) (Decision, error) {
+// Evaluate decides in with the current generation (Policy.Evaluate); ErrNoPolicy before the first one.
+func (l *Live) Evaluate(ctx context.Context, in Input) (Decision, error) {
 	p := l.current.Load()
 	if p == nil {
 		return Decision{}, ErrNoPolicy
 	}
-	return p.Evaluate(ctx, input)
-}
-
-// EvaluateInput is EvaluateInput of the current generation.
-func (l *Live) EvaluateInput(ctx context.Context, in Input) (Decision, error) {
-	p := l.current.Load()
-	if p == nil {
-		return Decision{}, ErrNoPolicy
-	}
-	return p.EvaluateInput(ctx, in)
+	return p.Evaluate(ctx, in)
 }
 
 // policyOptions are the options of every generation this Live loads.
 func (l *Live) policyOptions() []Option {
-	size := l.opts.DecisionCacheSize
-	if size == 0 {
-		size = DefaultDecisionCacheSize
-	}
-	return []Option{WithDecisionCache(size), WithLogger(l.log)}
+	return []Option{WithDecisionCache(l.opts.DecisionCacheSize), WithLogger(l.log)}
 }
 
 // Status reports the current generation and the last load attempt.

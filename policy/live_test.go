@@ -105,7 +105,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func reasonIs(l *policy.Live, reason string) func() bool {
 	return func() bool {
-		d, err := l.Evaluate(context.Background(), map[string]any{})
+		d, err := l.Evaluate(context.Background(), policy.Map(map[string]any{}))
 		return err == nil && d.Reason == reason
 	}
 }
@@ -136,7 +136,7 @@ func TestLiveReloadsEditedFileUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				d, err := live.Evaluate(context.Background(), map[string]any{})
+				d, err := live.Evaluate(context.Background(), policy.Map(map[string]any{}))
 				evals.Add(1)
 				ok := err == nil && ((d.Allow && d.Reason == "v1" && !sawNew) || (!d.Allow && d.Reason == "v2"))
 				if !ok {
@@ -206,7 +206,7 @@ func TestLiveKeepsLastGoodGeneration(t *testing.T) {
 			if s.Generation != 1 {
 				t.Fatalf("generation = %d after a refused load, want 1", s.Generation)
 			}
-			d, err := live.Evaluate(context.Background(), map[string]any{})
+			d, err := live.Evaluate(context.Background(), policy.Map(map[string]any{}))
 			if err != nil || !d.Allow || d.Reason != "good" {
 				t.Fatalf("Evaluate after a refused load = %+v, %v; want the last good decision", d, err)
 			}
@@ -359,10 +359,10 @@ decision := {"allow": false} if input.b
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := p.Evaluate(context.Background(), map[string]any{"a": true}); err != nil || !d.Allow {
+	if d, err := p.Evaluate(context.Background(), policy.Map(map[string]any{"a": true})); err != nil || !d.Allow {
 		t.Fatalf("Evaluate(a) = %+v, %v", d, err)
 	}
-	d, err := p.Evaluate(context.Background(), map[string]any{"a": true, "b": true})
+	d, err := p.Evaluate(context.Background(), policy.Map(map[string]any{"a": true, "b": true}))
 	if err == nil || d.Allow || !strings.Contains(err.Error(), "conflict") {
 		t.Fatalf("Evaluate(a, b) = %+v, %v; want a conflict error", d, err)
 	}

@@ -63,17 +63,20 @@ type options struct {
 	log       *slog.Logger
 }
 
-// WithDecisionCache sets how many decisions the generation caches (DefaultDecisionCacheSize without this
-// option). size <= 0 turns the cache off.
+// WithDecisionCache sets how many decisions the generation caches: 0 (and no option) takes
+// DefaultDecisionCacheSize, a negative size turns the cache off, as LiveOptions.DecisionCacheSize does.
 func WithDecisionCache(size int) Option { return func(o *options) { o.cacheSize = size } }
 
 // WithLogger receives, once per generation, why its decision cache is off; nil discards it.
 func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
 
 func buildOptions(opts []Option) options {
-	o := options{cacheSize: DefaultDecisionCacheSize}
+	var o options
 	for _, f := range opts {
 		f(&o)
+	}
+	if o.cacheSize == 0 {
+		o.cacheSize = DefaultDecisionCacheSize
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -149,7 +152,7 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	in := analyzeInput(compiler, query)
 	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files, reads: newReads(in)}
 	switch {
-	case o.cacheSize <= 0:
+	case o.cacheSize < 0:
 		p.cacheOff = "turned off by configuration"
 	case in.reason != "":
 		p.cacheOff = in.reason
@@ -185,22 +188,6 @@ func definesQuery(c *ast.Compiler, query string) bool {
 		return false
 	}
 	return len(c.GetRulesForVirtualDocument(ref)) > 0 || len(c.GetRulesWithPrefix(ref)) > 0
-}
-
-// ErrNoDecision is returned when the policy defines no decision for an input.
-var ErrNoDecision = errors.New("policy produced no decision")
-
-// Evaluate runs the prepared query on input. An evaluation error or a malformed decision is an error;
-// callers treat every error as a deny.
-func (p *Policy) Evaluate(ctx context.Context, input map[string]any) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
-	if err != nil {
-		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return Decision{}, ErrNoDecision
-	}
-	return decode(rs[0].Expressions[0].Value)
 }
 
 // Explanation is the result of Explain: the value of a query and, when asked, OPA's evaluation trace.
@@ -244,50 +231,4 @@ func (p *Policy) Explain(ctx context.Context, input map[string]any, query string
 		e.Defined, e.Value = true, rs[0].Expressions[0].Value
 	}
 	return e, nil
-}
-
-func decode(v any) (Decision, error) {
-	doc, ok := v.(map[string]any)
-	if !ok {
-		return Decision{}, fmt.Errorf("policy decision is %T, not an object", v)
-	}
-	var d Decision
-	if allow, ok := doc["allow"].(bool); ok {
-		d.Allow = allow
-	} else if _, present := doc["allow"]; present {
-		return Decision{}, errors.New("policy decision: allow is not a boolean")
-	}
-	if r, ok := doc["reason"]; ok {
-		if d.Reason, ok = r.(string); !ok {
-			return Decision{}, errors.New("policy decision: reason is not a string")
-		}
-	}
-	if rs, ok := doc["required_scopes"]; ok {
-		list, ok := rs.([]any)
-		if !ok {
-			return Decision{}, errors.New("policy decision: required_scopes is not an array")
-		}
-		for _, s := range list {
-			str, ok := s.(string)
-			if !ok {
-				return Decision{}, errors.New("policy decision: required_scopes holds a non-string")
-			}
-			d.RequiredScopes = append(d.RequiredScopes, str)
-		}
-	}
-	if hs, ok := doc["headers"]; ok {
-		m, ok := hs.(map[string]any)
-		if !ok {
-			return Decision{}, errors.New("policy decision: headers is not an object")
-		}
-		d.Headers = make(map[string]string, len(m))
-		for k, v := range m {
-			s, ok := v.(string)
-			if !ok {
-				return Decision{}, fmt.Errorf("policy decision: header %q is not a string", k)
-			}
-			d.Headers[k] = s
-		}
-	}
-	return d, nil
 }

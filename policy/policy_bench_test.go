@@ -40,7 +40,7 @@ func BenchmarkEvaluate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	uncached, err := policy.Load(ctx, []string{"../deploy/policies"}, policy.DefaultQuery, policy.WithDecisionCache(0))
+	uncached, err := policy.Load(ctx, []string{"../deploy/policies"}, policy.DefaultQuery, policy.WithDecisionCache(-1))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		{"deny-scope", "admin_reset", false},
 	} {
 		b.Run("map/"+bc.name, func(b *testing.B) {
-			in := benchInput(bc.tool)
+			in := policy.Map(benchInput(bc.tool))
 			b.ReportAllocs()
 			for b.Loop() {
 				d, err := p.Evaluate(ctx, in)
@@ -69,9 +69,9 @@ func BenchmarkEvaluate(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				d, err := uncached.EvaluateValue(ctx, in)
+				d, err := uncached.Evaluate(ctx, policy.Document(in))
 				if err != nil || d.Allow != bc.allow {
-					b.Fatalf("EvaluateValue = %+v, %v", d, err)
+					b.Fatalf("Evaluate = %+v, %v", d, err)
 				}
 			}
 		})
@@ -82,9 +82,9 @@ func BenchmarkEvaluate(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				d, err := p.EvaluateValue(ctx, in)
+				d, err := p.Evaluate(ctx, policy.Document(in))
 				if err != nil || d.Allow != bc.allow {
-					b.Fatalf("EvaluateValue = %+v, %v", d, err)
+					b.Fatalf("Evaluate = %+v, %v", d, err)
 				}
 			}
 		})

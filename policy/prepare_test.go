@@ -79,7 +79,7 @@ func TestPreparedEqualsPlain(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, wantErr := plainEvaluate(t, dir, tc.input)
-			got, err := p.Evaluate(ctx, tc.input)
+			got, err := p.Evaluate(ctx, policy.Map(tc.input))
 			if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 				t.Fatalf("prepared: %+v, %v; plain: %+v, %v", got, err, want, wantErr)
 			}
@@ -87,9 +87,9 @@ func TestPreparedEqualsPlain(t *testing.T) {
 			if verr != nil {
 				t.Fatal(verr)
 			}
-			gotV, err := p.EvaluateValue(ctx, v)
+			gotV, err := p.Evaluate(ctx, policy.Document(v))
 			if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(gotV, want) {
-				t.Fatalf("EvaluateValue: %+v, %v; plain: %+v, %v", gotV, err, want, wantErr)
+				t.Fatalf("Document: %+v, %v; plain: %+v, %v", gotV, err, want, wantErr)
 			}
 		})
 	}
@@ -117,7 +117,7 @@ func TestPreparedKeepsTheClock(t *testing.T) {
 		} else if time.Until(deadline) < 100*time.Millisecond {
 			t.Skip("machine too slow to evaluate before the deadline")
 		}
-		d, err := p.Evaluate(ctx, in)
+		d, err := p.Evaluate(ctx, policy.Map(in))
 		if err != nil || d.Allow != tc.allow {
 			t.Errorf("%s: %+v, %v; want allow=%v", tc.name, d, err, tc.allow)
 		}

@@ -219,7 +219,7 @@ func policyEval(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	// The service decodes the document strictly: say so when it would turn it into a deny.
-	if _, err := p.Evaluate(ctx, input); err != nil {
+	if _, err := p.Evaluate(ctx, policy.Map(input)); err != nil {
 		fmt.Fprintf(stderr, "mcp-authz policy eval: %v (the service denies)\n", err)
 		return 1
 	}
