@@ -104,7 +104,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse { return (&Server{}).resp
 
 func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{Headers: allowHeaderOptions(d), HeadersToRemove: d.RemoveHeaders}
+		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
 		resp := &authv3.CheckResponse{
 			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
@@ -133,36 +133,6 @@ func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 		Status:       &rpcstatus.Status{Code: int32(c)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 	}
-}
-
-// allowHeaderOptions converts the headers of an allow. When they are the list the cached token's allows
-// share (Decision.SharedHeaders), the messages built for that list are reused: the gRPC codec only reads
-// them.
-func allowHeaderOptions(d *authz.Decision) []*corev3.HeaderValueOption {
-	if !d.SharedHeaders || d.Identity == nil || len(d.Headers) == 0 {
-		return headerOptions(d.Headers)
-	}
-	v, ok := d.Identity.Memoized(headerOptionsKey{&d.Headers[0]})
-	if !ok {
-		v = d.Identity.Memo(headerOptionsKey{&d.Headers[0]}, func() any {
-			return &builtOptions{src: d.Headers, opts: headerOptions(d.Headers)}
-		})
-	}
-	m, _ := v.(*builtOptions)
-	if m == nil || len(m.src) != len(d.Headers) || &m.src[0] != &d.Headers[0] {
-		return headerOptions(d.Headers)
-	}
-	return m.opts
-}
-
-// headerOptionsKey keys, in Identity.Memo, the header messages built for one header list (by its first
-// element's address).
-type headerOptionsKey struct{ first *authz.Header }
-
-// builtOptions are the header messages of the list src.
-type builtOptions struct {
-	src  []authz.Header
-	opts []*corev3.HeaderValueOption
 }
 
 // headerOptions converts headers to set, allocating the messages in two blocks rather than two per header.
