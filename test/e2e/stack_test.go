@@ -1,281 +1,221 @@
 package e2e
 
 import (
-	"context"
+	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"text/template"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/mcp-authz/mcp-authz/config"
-	"github.com/mcp-authz/mcp-authz/service"
 	"github.com/mcp-authz/mcp-authz/test/envoystandin"
 	"github.com/mcp-authz/mcp-authz/test/mcpserver"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
-// requiredEnv makes a missing external program a failure instead of a skip.
-const requiredEnv = "MCP_AUTHZ_E2E_REQUIRED"
-
-// findProgram returns the first candidate that is an executable file (a bare name is looked up in PATH).
-// When none is, the test is skipped with a message, or fails when MCP_AUTHZ_E2E_REQUIRED is set.
-func findProgram(t testing.TB, what, install string, candidates ...string) string {
-	t.Helper()
-	if p := lookProgram(candidates...); p != "" {
-		return p
-	}
-	missing(t, fmt.Sprintf("%s not found (looked for %s); %s", what, strings.Join(nonEmpty(candidates), ", "), install))
-	return ""
+// proxy is one front proxy of a stack.
+type proxy struct {
+	name string
+	// base is the proxy's URL; the MCP resource is base + "/mcp".
+	base string
+	// bodyChecked: the proxy sends the request body to mcp-authz, so method and tool rules apply (Envoy
+	// with_request_body). nginx auth_request sends no body.
+	bodyChecked bool
+	// missing, when set, says why the proxy cannot run here.
+	missing string
+	// l is the listener of an in-process proxy.
+	l net.Listener
 }
 
-// missing skips the test with msg, or fails it when MCP_AUTHZ_E2E_REQUIRED is set.
-func missing(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv(requiredEnv) != "" {
-		t.Fatalf("%s; %s is set, so this is a failure", msg, requiredEnv)
-	}
-	t.Skipf("%s; skipping (set %s=1 to make this a failure)", msg, requiredEnv)
+func (p proxy) resource() string { return p.base + "/mcp" }
+
+func (p proxy) metadataURL() string { return p.base + "/.well-known/oauth-protected-resource/mcp" }
+
+// plan fixes the proxies' addresses before anything starts, so the IdP and mcp-authz can be configured with
+// the resource URLs.
+type plan struct {
+	nginxBin  string
+	nginxPort int
+	caddyBin  string
+	caddyPort int
+	proxies   []proxy
 }
 
-func nonEmpty(ss []string) []string {
+func newPlan(t testing.TB) *plan {
+	t.Helper()
+	p := &plan{}
+	for _, name := range []string{"envoy-standin", "envoy-standin-http"} {
+		l := listen(t)
+		p.proxies = append(p.proxies, proxy{name: name, base: "http://" + l.Addr().String(), bodyChecked: true, l: l})
+	}
+	p.nginxBin = lookProgram("nginx", "/usr/sbin/nginx")
+	if p.nginxBin == "" {
+		p.proxies = append(p.proxies, proxy{name: "nginx", missing: "nginx not found (apt-get install -y nginx)"})
+	} else {
+		p.nginxPort = freePort(t)
+		p.proxies = append(p.proxies, proxy{name: "nginx", base: fmt.Sprintf("http://127.0.0.1:%d", p.nginxPort)})
+	}
+	p.caddyBin = lookProgram("caddy")
+	if p.caddyBin == "" {
+		p.proxies = append(p.proxies, proxy{name: "caddy", missing: "caddy not found (apt-get install -y caddy)"})
+	} else {
+		p.caddyPort = freePort(t)
+		p.proxies = append(p.proxies, proxy{name: "caddy", base: fmt.Sprintf("http://127.0.0.1:%d", p.caddyPort)})
+	}
+	return p
+}
+
+// resources are the MCP resource URLs of the runnable proxies.
+func (p *plan) resources() []string {
 	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
+	for _, px := range p.proxies {
+		if px.missing == "" {
+			out = append(out, px.resource())
 		}
 	}
 	return out
 }
 
-// repoRoot is the module root, two levels above this package.
-func repoRoot(t testing.TB) string {
+// stack is one IdP's deployment: the MCP server and, per proxy, an mcp-authz.
+type stack struct {
+	mcp     *mcpserver.Server
+	proxies []proxy
+}
+
+// policyData is the data of the shipped policy in the suite. withMCPRules adds the method and tool rules,
+// which need a proxy that sends the body (the policy refuses body-less POSTs when they are configured).
+func policyData(clients []string, withMCPRules bool) string {
+	d := fmt.Sprintf(`authorizer:
+  allowed_clients: [%s]
+  allowed_scopes: [tools:read, tools:call]
+  custom_claims:
+    - {claim: groups, operator: CONTAINS, value: mcp-users}
+`, strings.Join(clients, ", "))
+	if withMCPRules {
+		d += `  methods:
+    tools/call: {required_scopes: [tools:call]}
+  tools:
+    admin_reset: {required_scopes: [tools:admin], groups: [admins]}
+`
+	}
+	return d
+}
+
+// start runs the MCP server, one mcp-authz per proxy (the shipped policy; with MCP rules behind a proxy that
+// sends the body) and the proxies. issuers is the `issuers:` list of the configuration.
+func (p *plan) start(t testing.TB, issuers string, clients []string) *stack {
 	t.Helper()
-	wd, err := os.Getwd()
+	mcpSrv, upstream := startMCPServer(t)
+	st := &stack{mcp: mcpSrv, proxies: p.proxies}
+	rego, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "policies", "authz.rego"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
-}
-
-// listen opens a listener on a free 127.0.0.1 port.
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var res strings.Builder
+	for _, r := range p.resources() {
+		fmt.Fprintf(&res, "  - {url: %q, scopes_supported: [tools:read, tools:call]}\n", r)
 	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-// freePort returns a 127.0.0.1 port that was free a moment ago, for programs that must be told their port.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// serve runs h on l until the test ends.
-func serve(t testing.TB, l net.Listener, h http.Handler) {
-	t.Helper()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() { srv.Serve(l); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if srv.Shutdown(ctx) != nil {
-			srv.Close()
+	for _, px := range p.proxies {
+		if px.missing != "" {
+			continue
 		}
-		<-done
-	})
-}
-
-// process is an external program run by the suite.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
-}
-
-// syncBuffer is a bounded, concurrency-safe log of a process's output (the last 256 KiB).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - 256<<10; over > 0 {
-		b.buf = b.buf[over:]
-	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
-// start runs a program until the test ends (or stop is called); its output is logged when the test fails.
-func start(t testing.TB, name string, env []string, dir string, argv ...string) *process {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	p := &process{name: name, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- %s output (tail) ---\n%s", name, tail(p.log.String(), 8000))
-		}
-	})
-	return p
-}
-
-// stop ends the process (SIGTERM, then SIGKILL after 5s) and waits for it.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// waitHTTP polls url until it answers 200, for at most d.
-func waitHTTP(t testing.TB, url string, d time.Duration, p *process) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+		dir := t.TempDir()
+		for name, body := range map[string]string{"authz.rego": string(rego), "data.yaml": policyData(clients, px.bodyChecked)} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if p != nil {
-			select {
-			case <-p.done:
-				t.Fatalf("%s exited while waiting for %s:\n%s", p.name, url, tail(p.log.String(), 4000))
-			default:
+		yaml := fmt.Sprintf("resources:\n%sissuers:\n%sleeway: 1s\npolicy: {paths: [%q]}\n", res.String(), issuers, dir)
+		az := startAuthz(t, yaml, listen(t), listen(t))
+		switch px.name {
+		case "envoy-standin":
+			startStandin(t, px.l, az, upstream, nil)
+		case "envoy-standin-http":
+			startStandin(t, px.l, az, upstream, &envoystandin.HTTPService{
+				URL:                    az.httpURL + "/authz",
+				AllowedHeaders:         []string{"content-type", "origin", "x-forwarded-proto", "mcp-protocol-version"},
+				AllowedUpstreamHeaders: []string{"x-mcp-subject", "x-mcp-client-id", "x-mcp-scopes", "x-mcp-issuer", "x-mcp-email"},
+				AllowedClientHeaders:   []string{"content-type"},
+			})
+		case "nginx":
+			startNginx(t, p.nginxBin, p.nginxPort, az.httpURL, upstream.String())
+		case "caddy":
+			startCaddy(t, p.caddyBin, p.caddyPort, az.httpURL, upstream.String())
+		}
+	}
+	return st
+}
+
+// lookProgram returns the first candidate that is an executable file (a bare name is looked up in PATH),
+// or "".
+func lookProgram(candidates ...string) string {
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if !strings.Contains(c, "/") {
+			if p, err := exec.LookPath(c); err == nil {
+				return p
 			}
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v", url, d, err)
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return c
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return ""
 }
 
-// authzInstance is mcp-authz running in process.
-type authzInstance struct {
-	grpcAddr string
-	httpURL  string
-	client   authv3.AuthorizationClient
-}
-
-// startAuthz runs mcp-authz in process with the given configuration document on the given listeners
-// and waits until it is ready (every issuer's keys loaded).
-func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
+// startNginx renders testdata/nginx.conf.tmpl and runs nginx in the foreground until the test ends.
+func startNginx(t testing.TB, bin string, port int, authzURL, upstream string) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatalf("service.New: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { svc.Serve(ctx, gl, hl); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("--- mcp-authz log (tail) ---\n%s", tail(logs.String(), 8000))
+	dir := t.TempDir()
+	for _, d := range []string{"tmp", "logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		if strings.Contains(logs.String(), "eyJ") {
-			t.Errorf("mcp-authz logged something that looks like a JWT")
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for svc.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("mcp-authz not ready: %v", svc.Ready())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tmpl, err := template.ParseFiles(filepath.Join("testdata", "nginx.conf.tmpl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &authzInstance{grpcAddr: gl.Addr().String(), httpURL: "http://" + hl.Addr().String(), client: authv3.NewAuthorizationClient(conn)}
+	var conf bytes.Buffer
+	if err := tmpl.Execute(&conf, map[string]any{"Dir": dir, "Port": port, "AuthzURL": authzURL, "UpstreamURL": strings.TrimSuffix(upstream, "/")}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc := start(t, "nginx", nil, dir, bin, "-e", "stderr", "-c", file, "-p", dir)
+	u, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port))
+	waitHTTP(t, u.String()+"/.well-known/oauth-protected-resource/mcp", 15*time.Second, proc)
 }
 
-// startMCPServer runs the example MCP server in process on every path and returns it with its base URL.
-func startMCPServer(t testing.TB) (*mcpserver.Server, *url.URL) {
+// startCaddy renders testdata/Caddyfile.tmpl and runs Caddy (forward_auth) until the test ends.
+func startCaddy(t testing.TB, bin string, port int, authzURL, upstream string) {
 	t.Helper()
-	l := listen(t)
-	s := mcpserver.New()
-	serve(t, l, s)
-	u, _ := url.Parse("http://" + l.Addr().String())
-	return s, u
-}
-
-// startStandin runs the Envoy stand-in on l: the well-known metadata routes go to mcp-authz's HTTP
-// listener without a check (ExtAuthzPerRoute disabled), everything else to the MCP server after the check:
-// Check over gRPC, or with hs the HTTP authorization endpoint (http_service mode, with_request_body).
-func startStandin(t testing.TB, l net.Listener, az *authzInstance, upstream *url.URL, hs *envoystandin.HTTPService) {
-	t.Helper()
-	meta, _ := url.Parse(az.httpURL)
-	p := envoystandin.New(az.client, []envoystandin.Route{
-		{Prefix: "/", Upstream: upstream},
-		{Prefix: "/.well-known/oauth-protected-resource", Upstream: meta, CheckDisabled: true},
-	}, envoystandin.Options{StatusOnError: http.StatusServiceUnavailable, HTTPService: hs})
-	serve(t, l, p)
+	dir := t.TempDir()
+	tmpl, err := template.ParseFiles(filepath.Join("testdata", "Caddyfile.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	au, _ := url.Parse(authzURL)
+	uu, _ := url.Parse(upstream)
+	var conf bytes.Buffer
+	if err := tmpl.Execute(&conf, map[string]any{"Port": port, "AuthzHost": au.Host, "UpstreamHost": uu.Host}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Caddy keeps its state under HOME / XDG folders: the test's own.
+	env := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
+	proc := start(t, "caddy", env, dir, bin, "run", "--adapter", "caddyfile", "--config", file)
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/.well-known/oauth-protected-resource/mcp", port), 15*time.Second, proc)
 }
