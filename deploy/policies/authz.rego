@@ -31,11 +31,22 @@ method_rules := object.get(authorizer, "methods", {})
 
 tool_rules := object.get(authorizer, "tools", {})
 
+scope_implies := object.get(authorizer, "scope_implies", {})
+
 # The policy reads the input only through references with constant keys (input.token.scopes, never a bare
 # `input`), so that mcp-authz can cache its decisions (README "Decision cache").
 default token_scopes := []
 
 token_scopes := input.token.scopes
+
+# held_scopes are the token's scopes and every scope they imply through data.authorizer.scope_implies
+# (transitively: a broader scope implies the narrower ones, as the MCP specification requires a server to
+# account for). Every scope check below uses them; input.token.scopes stays as issued.
+# graph.reachable returns only nodes that are keys of the graph: every implied scope is made a key, and the
+# token's own scopes are added whether or not they imply anything.
+scope_graph := object.union({s: [] | some implied in scope_implies; some s in implied}, scope_implies)
+
+held_scopes := {s | some s in token_scopes} | graph.reachable(scope_graph, token_scopes)
 
 default client_id := ""
 
@@ -70,7 +81,7 @@ denials contains {
 	"required_scopes": allowed_scopes,
 } if {
 	count(allowed_scopes) > 0
-	count({s | some s in token_scopes; s in allowed_scopes}) == 0
+	count({s | some s in held_scopes; s in allowed_scopes}) == 0
 }
 
 # 3. Custom claims (AgentCore customClaims).
@@ -121,7 +132,7 @@ denials contains {
 	"required_scopes": object.get(r, "required_scopes", []),
 } if {
 	some r in mcp_rules
-	missing := [s | some s in object.get(r, "required_scopes", []); not s in token_scopes]
+	missing := [s | some s in object.get(r, "required_scopes", []); not s in held_scopes]
 	count(missing) > 0
 }
 

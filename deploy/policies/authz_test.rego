@@ -119,3 +119,34 @@ test_lowest_rank_wins if {
 	d := authz.decision with input as req(token({"client_id": "x", "scopes": []}), list_tools) with data.authorizer as agentcore
 	startswith(d.reason, `client "x"`)
 }
+
+hierarchy := {
+	"allowed_scopes": ["tools:read"],
+	"scope_implies": {"tools:admin": ["tools:call"], "tools:call": ["tools:read"]},
+	"methods": {"tools/call": {"required_scopes": ["tools:call"]}},
+	"tools": {"admin_reset": {"required_scopes": ["tools:admin"]}},
+}
+
+test_broader_scope_implies_narrower_ones if {
+	# tools:admin implies tools:call, which implies tools:read: allowed scopes, method and tool rules all pass.
+	authz.decision.allow with input as req(token({"scopes": ["tools:admin"]}), call("admin_reset")) with data.authorizer as hierarchy
+	authz.decision.allow with input as req(token({"scopes": ["tools:admin"]}), list_tools) with data.authorizer as hierarchy
+	authz.decision.allow with input as req(token({"scopes": ["tools:call"]}), call("echo")) with data.authorizer as hierarchy
+}
+
+test_narrower_scope_steps_up_to_the_broader_one_only if {
+	d := authz.decision with input as req(token({"scopes": ["tools:call"]}), call("admin_reset")) with data.authorizer as hierarchy
+	not d.allow
+	d.required_scopes == ["tools:admin"]
+	e := authz.decision with input as req(token({"scopes": ["tools:read"]}), call("echo")) with data.authorizer as hierarchy
+	e.required_scopes == ["tools:call"]
+}
+
+test_implication_is_not_reversed if {
+	d := authz.decision with input as req(token({"scopes": ["tools:read"]}), call("admin_reset")) with data.authorizer as hierarchy
+	not d.allow
+}
+
+test_token_scopes_stay_as_issued if {
+	authz.token_scopes == ["tools:admin"] with input as req(token({"scopes": ["tools:admin"]}), list_tools) with data.authorizer as hierarchy
+}
