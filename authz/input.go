@@ -121,7 +121,7 @@ var inputKey = struct {
 	ast.StringTerm("uri"),
 }
 
-// inputValue is the policy input document (README "Policy input"; keep it stable) as an ast.Value. Parts
+// inputValue is the policy input document (README "Policy contract"; keep it stable) as an ast.Value. Parts
 // the policy cannot read (reads) are left out: the request headers, the JSON-RPC id, the token, ...; with
 // the zero Reads the document is whole.
 func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads policy.Reads) (ast.Value, error) {

@@ -87,7 +87,7 @@ func mustResource(t *testing.T, c config.Resource) *resource {
 	return r
 }
 
-// inputDocument is the policy input document of the README ("Policy input"), built the plain way as Go
+// inputDocument is the policy input document of the README ("Policy contract"), built the plain way as Go
 // values: the oracle inputValue must match.
 func inputDocument(req *Request, res *resource, id *Identity, msg *Message) map[string]any {
 	headers := make(map[string]any, len(req.Headers))

@@ -347,10 +347,10 @@ func (f *fakeInput) Lookup(path ast.Ref) (*ast.Term, bool) {
 	return policy.Descend(f.doc, path)
 }
 
-// TestEvaluateInput checks that a decision cache hit builds no document, that a lookup that is not known
-// (or that meets a set) makes EvaluateInput build and project the document, and that every answer is the
+// TestEvaluateLazyInput checks that a decision cache hit builds no document, that a lookup that is not known
+// (or that meets a set) makes Evaluate build and project the document, and that every answer is the
 // uncached one.
-func TestEvaluateInput(t *testing.T) {
+func TestEvaluateLazyInput(t *testing.T) {
 	ctx := context.Background()
 	dir := writePolicy(t, map[string]string{"p.rego": `package mcp.authz
 
@@ -386,7 +386,7 @@ decision := {"allow": true, "reason": "ok"} if {
 			for range 3 {
 				d, err := p.Evaluate(ctx, tc.in)
 				if err != nil || d.Allow != tc.wantAllow {
-					t.Fatalf("EvaluateInput = %+v, %v; want allow %v", d, err, tc.wantAllow)
+					t.Fatalf("Evaluate = %+v, %v; want allow %v", d, err, tc.wantAllow)
 				}
 			}
 			if tc.in.built != tc.builds {

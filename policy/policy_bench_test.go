@@ -32,8 +32,9 @@ func benchInput(tool string) map[string]any {
 
 // BenchmarkEvaluate measures one evaluation of the shipped policy (default data plus its tool rule) on a
 // tools/call: an allowed tool, and the restricted tool without its scope (a deny asking for step-up); with
-// the input as a map[string]any (Evaluate, never cached) and as an ast.Value (EvaluateValue: value is
-// answered from the decision cache after the first call, value-nocache evaluates every time).
+// the input as a map[string]any (policy.Map: converted on every call, then cached) and as an ast.Value
+// (policy.Document: value is answered from the decision cache after the first call, value-nocache
+// evaluates every time).
 func BenchmarkEvaluate(b *testing.B) {
 	ctx := context.Background()
 	p, err := policy.Load(ctx, []string{"../deploy/policies"}, policy.DefaultQuery)

@@ -4,7 +4,7 @@
 # AgentCore Gateway (allowed clients, allowed scopes, custom claims with EQUALS / CONTAINS / CONTAINS_ANY)
 # and adds MCP-aware rules per JSON-RPC method and per tool, with step-up scopes.
 #
-# Input (see README "Policy input"):
+# Input (see README "Policy contract"):
 #   input.token    {subject, issuer, client_id, scopes, claims}
 #   input.request  {method, host, path, headers}
 #   input.resource {url, name}
@@ -34,7 +34,7 @@ tool_rules := object.get(authorizer, "tools", {})
 scope_implies := object.get(authorizer, "scope_implies", {})
 
 # The policy reads the input only through references with constant keys (input.token.scopes, never a bare
-# `input`), so that mcp-authz can cache its decisions (README "Decision cache").
+# `input`), so that mcp-authz can cache its decisions (docs/policies.md, "Decision cache").
 default token_scopes := []
 
 token_scopes := input.token.scopes
