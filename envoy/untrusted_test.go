@@ -147,3 +147,50 @@ func TestAmbiguousMembersThroughEnvoy(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityClaimsThroughEnvoy: a token whose claim would go upstream as an identity header but is not a
+// value HTTP can carry as it is (CR LF that would add headers, NUL, a scope holding a space) is refused
+// with 401 invalid_token naming the claim, also the second time, when the token comes from the Verifier's
+// token cache (on by default); nothing of it reaches an allow.
+func TestIdentityClaimsThroughEnvoy(t *testing.T) {
+	e := newUntrustedEnv(t)
+	const body = `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"list_files"}}`
+	tests := []struct {
+		name   string
+		claims map[string]any
+		claim  string // the claim refused; "" for an allow
+	}{
+		{"CR LF in sub", map[string]any{"sub": "eve\r\nX-Injected: yes"}, "sub"},
+		{"NUL in sub", map[string]any{"sub": "eve\x00"}, "sub"},
+		{"LF in client_id", map[string]any{"client_id": "mcp-client\nX-Injected: yes"}, "client_id"},
+		{"space in a scp item", map[string]any{"scope": nil, "scp": []string{"tools:call", "tools:read tools:admin"}}, "scp"},
+		{"CR LF in a verified email", map[string]any{"email": "eve@example.com\r\nX-Injected: yes", "email_verified": true}, "email"},
+		{"non-ASCII sub", map[string]any{"sub": "José"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := e.token(t, tc.claims)
+			for i := range 2 { // afresh, then from the token cache
+				a := e.check(t, tok, body)
+				for name, v := range a.headers {
+					if strings.ContainsAny(v, "\r\n\x00") {
+						t.Fatalf("request %d: header %s = %q", i, name, v)
+					}
+				}
+				if tc.claim == "" {
+					if !a.allowed {
+						t.Fatalf("request %d: denied %d %s", i, a.status, a.challenge)
+					}
+					continue
+				}
+				desc := "token claim " + tc.claim + " cannot be sent as a header"
+				if a.allowed || a.status != 401 || !strings.Contains(a.challenge, `error="invalid_token"`) || !strings.Contains(a.challenge, `error_description="`+desc+`"`) {
+					t.Fatalf("request %d: allowed=%v status=%d challenge %s, want 401 invalid_token %q", i, a.allowed, a.status, a.challenge, desc)
+				}
+				if a.message != "Invalid Bearer token: "+desc || a.id != "9" {
+					t.Errorf("request %d: JSON-RPC error %q id %s", i, a.message, a.id)
+				}
+			}
+		})
+	}
+}
