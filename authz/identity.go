@@ -19,8 +19,11 @@ type Identity struct {
 	Subject  string
 	Issuer   string
 	ClientID string
-	Email    string
-	Scopes   []string
+	// Email is the token's `email` when its `email_verified` claim is true (the JSON boolean, or the string
+	// "true" some IdPs send), else empty: it goes upstream as the email identity header, and an address the
+	// IdP has not verified says nothing about who the caller is. Claims keep `email` as issued.
+	Email  string
+	Scopes []string
 	// Claims are all the token's claims, as decoded JSON.
 	Claims map[string]any
 	// Expiry is the token's exp.
@@ -68,7 +71,9 @@ func newIdentity(claims map[string]any) *Identity {
 	id := &Identity{Claims: claims}
 	id.Subject, _ = claims["sub"].(string)
 	id.Issuer, _ = claims["iss"].(string)
-	id.Email, _ = claims["email"].(string)
+	if v := claims["email_verified"]; v == true || v == "true" {
+		id.Email, _ = claims["email"].(string)
+	}
 	client := ""
 	for _, name := range clientClaims {
 		if s, ok := claims[name].(string); ok && s != "" {

@@ -1,6 +1,47 @@
 package authz
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func TestNewIdentityEmail(t *testing.T) {
+	tests := []struct {
+		name     string
+		verified any // email_verified; nil: absent
+		want     string
+	}{
+		{"verified", true, "alice@example.com"},
+		{"verified as a string", "true", "alice@example.com"},
+		{"not verified", false, ""},
+		{"not verified as a string", "false", ""},
+		{"no email_verified", nil, ""},
+		{"other string", "yes", ""},
+		{"number", 1.0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := map[string]any{"sub": "alice", "email": "alice@example.com"}
+			if tc.verified != nil {
+				claims["email_verified"] = tc.verified
+			}
+			id := newIdentity(claims)
+			if id.Email != tc.want {
+				t.Errorf("Email = %q, want %q", id.Email, tc.want)
+			}
+			// The policy sees the claim as issued, verified or not.
+			v, err := tokenValue(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := v.(ast.Object).Get(ast.StringTerm("claims")).Value.(ast.Object).Get(ast.StringTerm("email"))
+			if got == nil || got.Value.Compare(ast.String("alice@example.com")) != 0 {
+				t.Errorf("policy input token.claims.email = %v, want the issued address", got)
+			}
+		})
+	}
+}
 
 func TestNewIdentityUnsendable(t *testing.T) {
 	base := func(extra map[string]any) map[string]any {
@@ -34,6 +75,7 @@ func TestNewIdentityUnsendable(t *testing.T) {
 		{"control in cid", base(map[string]any{"client_id": nil, "cid": "okta\x00"}), "cid"},
 		{"control in azp", base(map[string]any{"client_id": nil, "azp": "\x01app"}), "azp"},
 		{"control in verified email", base(map[string]any{"email": "a@example.com\r\nX-Admin: 1"}), "email"},
+		{"control in unverified email: not sent", base(map[string]any{"email": "a@example.com\r\nX-Admin: 1", "email_verified": false}), ""},
 		{"control in scope", base(map[string]any{"scope": "tools:read to\x00ls:call"}), "scope"},
 		{"CR LF in scope string: split like spaces", base(map[string]any{"scope": "tools:read\r\ntools:call"}), ""},
 		{"space in scp item", base(map[string]any{"scope": nil, "scp": []any{"tools:read", "tools:call tools:admin"}}), "scp"},

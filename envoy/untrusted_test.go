@@ -3,6 +3,7 @@ package envoy_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,6 +166,7 @@ func TestIdentityClaimsThroughEnvoy(t *testing.T) {
 		{"LF in client_id", map[string]any{"client_id": "mcp-client\nX-Injected: yes"}, "client_id"},
 		{"space in a scp item", map[string]any{"scope": nil, "scp": []string{"tools:call", "tools:read tools:admin"}}, "scp"},
 		{"CR LF in a verified email", map[string]any{"email": "eve@example.com\r\nX-Injected: yes", "email_verified": true}, "email"},
+		{"CR LF in an unverified email, which is not sent", map[string]any{"email": "eve@example.com\r\nX-Injected: yes"}, ""},
 		{"non-ASCII sub", map[string]any{"sub": "José"}, ""},
 	}
 	for _, tc := range tests {
@@ -181,6 +183,9 @@ func TestIdentityClaimsThroughEnvoy(t *testing.T) {
 					if !a.allowed {
 						t.Fatalf("request %d: denied %d %s", i, a.status, a.challenge)
 					}
+					if _, ok := a.headers["x-mcp-email"]; ok {
+						t.Errorf("request %d: x-mcp-email set from an unverified email", i)
+					}
 					continue
 				}
 				desc := "token claim " + tc.claim + " cannot be sent as a header"
@@ -190,6 +195,55 @@ func TestIdentityClaimsThroughEnvoy(t *testing.T) {
 				if a.message != "Invalid Bearer token: "+desc || a.id != "9" {
 					t.Errorf("request %d: JSON-RPC error %q id %s", i, a.message, a.id)
 				}
+			}
+		})
+	}
+}
+
+// TestEmailVerifiedThroughEnvoy: the email identity header carries `email` only when `email_verified` is
+// true (the boolean, or the string "true"); otherwise the header is removed, whatever the client sent.
+func TestEmailVerifiedThroughEnvoy(t *testing.T) {
+	e := newUntrustedEnv(t)
+	const body = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	tests := []struct {
+		name     string
+		verified any // nil: no email_verified claim
+		set      bool
+	}{
+		{"verified", true, true},
+		{"verified as a string", "true", true},
+		{"not verified", false, false},
+		{"not verified as a string", "false", false},
+		{"no email_verified", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := map[string]any{"email": "alice@example.com"}
+			if tc.verified != nil {
+				claims["email_verified"] = tc.verified
+			}
+			req := benchenv.CheckRequest(e.token(t, claims), body)
+			req.Attributes.Request.Http.Headers["x-mcp-email"] = "ceo@example.com" // a client's copy
+			resp, err := e.srv.Check(t.Context(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok := resp.GetOkResponse()
+			if ok == nil {
+				t.Fatalf("not allowed: %v", resp)
+			}
+			got := ""
+			for _, h := range ok.GetHeaders() {
+				if h.GetHeader().GetKey() == "x-mcp-email" {
+					got = h.GetHeader().GetValue()
+				}
+			}
+			removed := slices.Contains(ok.GetHeadersToRemove(), "x-mcp-email")
+			if tc.set && (got != "alice@example.com" || removed) {
+				t.Errorf("x-mcp-email = %q (removed %v), want alice@example.com", got, removed)
+			}
+			if !tc.set && (got != "" || !removed) {
+				t.Errorf("x-mcp-email = %q (removed %v), want it removed and not set", got, removed)
 			}
 		})
 	}
