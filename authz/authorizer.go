@@ -123,6 +123,11 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		}
 		return deny(ReasonInvalidToken, e, "", "Invalid Bearer token: "+e.Description, "")
 	}
+	if claim := ident.unsendable; claim != "" {
+		// A value the identity headers cannot carry as it is: the token cannot be used here.
+		e := errInvalidToken("token claim " + claim + " cannot be sent as a header")
+		return deny(ReasonInvalidToken, e, "", "Invalid Bearer token: "+e.Description, "")
+	}
 	if bodyErr != nil {
 		code := ReasonInvalidRequest
 		if bodyErr.Status == http.StatusRequestEntityTooLarge {
@@ -227,18 +232,6 @@ func (a *Authorizer) allowHeaders(res *resource, id *Identity, extra map[string]
 		h.remove = append(h.remove, "authorization")
 	}
 	return h
-}
-
-// safeHeader keeps policies from setting hop-by-hop, pseudo or credential headers, or values with CR/LF.
-func safeHeader(name, value string) bool {
-	switch name {
-	case "authorization", "host", "connection", "transfer-encoding", "content-length", "cookie", "proxy-authorization", "te", "upgrade":
-		return false
-	}
-	if name == "" || strings.HasPrefix(name, ":") || strings.ContainsAny(name, " \t\r\n:") || strings.ContainsAny(value, "\r\n\x00") {
-		return false
-	}
-	return true
 }
 
 // Ready reports why the Authorizer cannot decide yet (keys not loaded), or nil.

@@ -11,12 +11,19 @@ import (
 // Identity is what a verified token says about the caller, with the claim names of the different IdPs
 // normalized: the client from `client_id`, `cid` (Okta), `azp` (Entra, Keycloak) or `appid` (Entra v1); the
 // scopes from a space-separated `scope` string or an `scp` array (Okta, Hydra, Entra).
+//
+// Its strings are the values of the identity headers an allow sets, so newIdentity checks them once per
+// token, where they are made (headerValue; cached tokens keep the result), and the Authorizer refuses a
+// token with one the headers cannot carry before any policy sees it.
 type Identity struct {
 	Subject  string
 	Issuer   string
 	ClientID string
-	Email    string
-	Scopes   []string
+	// Email is the token's `email` when its `email_verified` claim is true (the JSON boolean, or the string
+	// "true" some IdPs send), else empty: it goes upstream as the email identity header, and an address the
+	// IdP has not verified says nothing about who the caller is. Claims keep `email` as issued.
+	Email  string
+	Scopes []string
 	// Claims are all the token's claims, as decoded JSON.
 	Claims map[string]any
 	// Expiry is the token's exp.
@@ -25,6 +32,10 @@ type Identity struct {
 	// policyToken is the `token` member of the policy input built from the fields above: the token cache
 	// builds it once per token, so requests with a cached token do not rebuild it; nil otherwise.
 	policyToken *ast.Term
+	// unsendable is the name of the first claim whose value the identity headers cannot carry as it is
+	// (headerValue; a scope also must not hold SP or HTAB, since the scopes header is space-separated), or
+	// empty when they can carry them all.
+	unsendable string
 	// memo holds what adapters derive from the identity (Memo); shared by the copies the token cache hands
 	// out, so it is computed once per cached token; nil for a token verified afresh.
 	memo *sync.Map
@@ -55,19 +66,48 @@ func (id *Identity) Memo(key any, build func() any) any {
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}
 
+// newIdentity reads the identity of a verified token from its claims.
 func newIdentity(claims map[string]any) *Identity {
 	id := &Identity{Claims: claims}
 	id.Subject, _ = claims["sub"].(string)
 	id.Issuer, _ = claims["iss"].(string)
-	id.Email, _ = claims["email"].(string)
+	if v := claims["email_verified"]; v == true || v == "true" {
+		id.Email, _ = claims["email"].(string)
+	}
+	client := ""
 	for _, name := range clientClaims {
 		if s, ok := claims[name].(string); ok && s != "" {
-			id.ClientID = s
+			id.ClientID, client = s, name
 			break
 		}
 	}
 	id.Scopes = scopes(claims)
+	id.unsendable = unsendableClaim(id, client)
 	return id
+}
+
+// unsendableClaim is the name of the first claim of id that its identity headers cannot carry (client
+// names the claim the client id came from), or "".
+func unsendableClaim(id *Identity, client string) string {
+	switch {
+	case !headerValue(id.Subject):
+		return "sub"
+	case !headerValue(id.Issuer):
+		return "iss"
+	case !headerValue(id.ClientID):
+		return client
+	case !headerValue(id.Email):
+		return "email"
+	}
+	for _, s := range id.Scopes {
+		if !headerValue(s) || strings.ContainsAny(s, " \t") {
+			if v, ok := id.Claims["scope"].(string); ok && strings.Contains(v, s) {
+				return "scope"
+			}
+			return "scp"
+		}
+	}
+	return ""
 }
 
 func scopes(claims map[string]any) []string {

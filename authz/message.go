@@ -3,6 +3,7 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -48,28 +49,29 @@ func readMessage(r *Request, maxBytes int) (*Message, *Error) {
 
 // parseMessage reads a JSON-RPC message (not a batch) as far as rules need it; the *Error says why body
 // cannot be trusted to describe the call.
+//
+// It reads in one pass over the validated bytes, members by their exact names, and refuses a message whose
+// meaning depends on the parser: at the levels it reads (the top level and params), a member present twice
+// (parsers keep the first or the last), or a name that is not one it reads but equals one under the case
+// folding encoding/json uses to match struct fields: "Name", "NAME", or "paramſ" with U+017F LONG S are
+// "name" and "params" to an MCP server decoding into Go structs (which keeps the last of them), and nothing
+// to an exact reader. Other members, and the members of other objects (the tool's arguments), are not
+// looked at.
 func parseMessage(body []byte) (*Message, *Error) {
-	// One pass over the validated bytes, members read by their exact names (encoding/json matches struct
-	// fields case-insensitively, which would let "NAME" hide "name" from us but not from the MCP server); a
-	// repeated member counts as its last occurrence, as in JavaScript's JSON.parse and Go's map decoding.
 	if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
 		return nil, errInvalidRequest("request body is not a JSON object")
 	}
-	var version, id, method, params []byte
-	eachMember(body, func(name, value []byte) {
-		switch string(name) {
-		case "jsonrpc":
-			version = value
-		case "id":
-			id = value
-		case "method":
-			method = value
-		case "params":
-			params = value
+	var top [4][]byte // jsonrpc, id, method, params
+	for it := newMembers(body); it.next(); {
+		if e := keepMember(top[:], it.name, it.value, "", "jsonrpc", "id", "method", "params"); e != nil {
+			return nil, e
 		}
-	})
-	if v, ok := jsonString(version); !ok || v != "2.0" {
-		return nil, errInvalidRequest("request body is not a JSON-RPC 2.0 message")
+	}
+	version, id, method, params := top[0], top[1], top[2], top[3]
+	if string(version) != `"2.0"` { // the usual spelling, compared without decoding it
+		if v, ok := jsonString(version); !ok || v != "2.0" {
+			return nil, errInvalidRequest("request body is not a JSON-RPC 2.0 message")
+		}
 	}
 	m := &Message{}
 	if len(id) > 0 && (id[0] == '"' || id[0] == '-' || id[0] >= '0' && id[0] <= '9') {
@@ -81,54 +83,87 @@ func parseMessage(body []byte) (*Message, *Error) {
 			return m, errInvalidRequest("JSON-RPC method is not a string")
 		}
 	}
-	var name, uri []byte
+	var p [2][]byte // name, uri
 	if len(params) > 0 && params[0] == '{' {
-		eachMember(params, func(member, value []byte) {
-			switch string(member) {
-			case "name":
-				name = value
-			case "uri":
-				uri = value
+		for it := newMembers(params); it.next(); {
+			if e := keepMember(p[:], it.name, it.value, " in params", "name", "uri"); e != nil {
+				return m, e
 			}
-		})
+		}
 	}
 	var ok bool
 	switch m.Method {
 	case "tools/call":
-		if m.Tool, ok = jsonString(name); !ok || m.Tool == "" {
+		if m.Tool, ok = jsonString(p[0]); !ok || m.Tool == "" {
 			return m, errInvalidRequest("tools/call without a params.name string")
 		}
 	case "resources/read":
-		if m.URI, ok = jsonString(uri); !ok || m.URI == "" {
+		if m.URI, ok = jsonString(p[1]); !ok || m.URI == "" {
 			return m, errInvalidRequest("resources/read without a params.uri string")
 		}
 	}
 	return m, nil
 }
 
-// eachMember calls f with the name and the raw value of each member of obj, a JSON object that json.Valid
-// accepted, in order. Names are decoded as encoding/json decodes them (escapes, invalid UTF-8).
-func eachMember(obj []byte, f func(name, value []byte)) {
-	i := skipSpace(obj, 1) // past '{'
-	for i < len(obj) && obj[i] == '"' {
-		end := skipValue(obj, i)
-		name := obj[i+1 : end-1]
-		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
-			var s string
-			if json.Unmarshal(obj[i:end], &s) != nil {
-				return
+// keepMember stores value in kept[i] when name is names[i], the i-th member read at this level (where, for
+// errors: "" at the top level, " in params"). It refuses a member read twice, and a name that is not one of
+// names but equals one under Unicode simple case folding, as encoding/json (bytes.EqualFold) matches a
+// struct field; other names are ignored.
+func keepMember(kept [][]byte, name, value []byte, where string, names ...string) *Error {
+	for i, n := range names {
+		if string(name) == n {
+			if kept[i] != nil {
+				return errInvalidRequest(fmt.Sprintf("duplicate JSON member %q%s", name, where))
 			}
-			name = []byte(s)
-		}
-		i = skipSpace(obj, end)
-		i = skipSpace(obj, i+1) // past ':'
-		end = skipValue(obj, i)
-		f(name, obj[i:end])
-		i = skipSpace(obj, end)
-		if i < len(obj) && obj[i] == ',' {
-			i = skipSpace(obj, i+1)
+			kept[i] = value
+			return nil
 		}
 	}
+	for _, n := range names {
+		if bytes.EqualFold(name, []byte(n)) {
+			return errInvalidRequest(fmt.Sprintf("ambiguous JSON member %q%s: case-insensitive decoders read it as %q", name, where, n))
+		}
+	}
+	return nil
+}
+
+// members iterates over the members of a JSON object that json.Valid accepted, in order: after each next
+// that returns true, name is the member's name decoded as encoding/json decodes it (escapes, invalid UTF-8
+// read as U+FFFD) and value its raw value.
+type members struct {
+	obj         []byte
+	i           int
+	name, value []byte
+}
+
+// newMembers iterates over the members of obj.
+func newMembers(obj []byte) members { return members{obj: obj, i: skipSpace(obj, 1)} } // past '{'
+
+// next moves to the next member; false at the end of the object.
+func (it *members) next() bool {
+	obj, i := it.obj, it.i
+	if i >= len(obj) || obj[i] != '"' {
+		return false
+	}
+	end := skipValue(obj, i)
+	name := obj[i+1 : end-1]
+	if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+		var s string
+		if json.Unmarshal(obj[i:end], &s) != nil {
+			return false
+		}
+		name = []byte(s)
+	}
+	i = skipSpace(obj, end)
+	i = skipSpace(obj, i+1) // past ':'
+	end = skipValue(obj, i)
+	it.name, it.value = name, obj[i:end]
+	i = skipSpace(obj, end)
+	if i < len(obj) && obj[i] == ',' {
+		i = skipSpace(obj, i+1)
+	}
+	it.i = i
+	return true
 }
 
 // skipSpace returns the index of the first byte at or after i that is not JSON whitespace.
@@ -202,5 +237,11 @@ func jsonString(raw []byte) (s string, ok bool) {
 	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 		return string(raw[1 : len(raw)-1]), true
 	}
-	return s, json.Unmarshal(raw, &s) == nil // escapes, or invalid UTF-8 (read as U+FFFD, as servers do)
+	return decodeString(raw)
+}
+
+// decodeString decodes a JSON string with escapes, or with invalid UTF-8 (read as U+FFFD, as servers do).
+// Apart from jsonString, so that the plain strings do not pay for a variable Unmarshal can write to.
+func decodeString(raw []byte) (s string, ok bool) {
+	return s, json.Unmarshal(raw, &s) == nil
 }

@@ -3,13 +3,16 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"testing"
 )
 
-// FuzzReadMessage checks parseMessage, the single-pass reader, against parseMessageReference, the decoding through
-// encoding/json maps it replaced: same message, same error, on any body. Two intended differences: a
-// "method" that is present but not a string (null included) is refused, where the maps read null as ""; and
-// a body that is JSON null is "not a JSON object" (the maps decode it as an empty map).
+// FuzzReadMessage checks parseMessage, the single-pass reader, against parseMessageReference, the decoding
+// through encoding/json maps it replaced, with the members of the levels it reads listed by json.Decoder and
+// matched to the names it reads by encoding/json itself: same message, same error, on any body. Two intended
+// differences: a "method" that is present but not a string (null included) is refused, where the maps read
+// null as ""; and a body that is JSON null is "not a JSON object" (the maps decode it as an empty map).
 // `go test ./authz -run X -fuzz FuzzReadMessage` explores further; the seeds run in every `go test`.
 func FuzzReadMessage(f *testing.F) {
 	for _, seed := range []string{
@@ -17,6 +20,14 @@ func FuzzReadMessage(f *testing.F) {
 		`{"jsonrpc":"2.0","id":"x","method":"tools/list"}`,
 		` { "jsonrpc" : "2.0" , "id" : -1.5e3 , "method" : "resources/read" , "params" : { "uri" : "file:///a" } } `,
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"echo","name":"admin"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_files","Name":"admin_reset"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"admin_reset","arguments":{"Name":1,"name":2,"name":3}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"URI":"a","uri":"b"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","param\u017f":{"name":"a"},"params":{"name":"b"}}`,
+		`{"j\u017fonrpc":"2.0","id":1,"method":"ping"}`,
+		`{"jsonrpc":"2.0","ID":1,"Id":2,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","extra":1,"extra":2,"Extra":3,"_meta":{},"_META":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","\u212aind":1,"kind":2,"n\u0041me":"b"}}`,
 		`{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","method":"tools/list"}`,
 		`{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"a","name":"b"}}`,
 		`{"jsonrpc":"2.0","id":1,"met\u0068od":"tools/call","params":{"n\u0061me":"admin\u005freset"}}`,
@@ -26,6 +37,7 @@ func FuzzReadMessage(f *testing.F) {
 		`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"caf\xc3\xa9","uri":"\xff"}}`,
 		`{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"\xff\xfe"}}`,
 		`{"jsonrpc":"2.0","m\xffethod":"x","method":"y"}`,
+		"{\"jsonrpc\":\"2.0\",\"m\xffethod\":\"x\",\"method\":\"y\",\"params\":{\"n\xc3me\":1,\"name\":\"\xff\"}}",
 		`{"jsonrpc":"2.0","id":1,"method":"a\"b\\c","params":{"name":"\"}"}}`,
 		`{"jsonrpc":"2.0","id":1,"method":7}`,
 		`{"jsonrpc":"1.0","id":1,"method":"ping"}`,
@@ -68,13 +80,15 @@ func FuzzReadMessage(f *testing.F) {
 }
 
 // parseMessageReference is the map-based parseMessage of before (encoding/json into
-// map[string]json.RawMessage): the oracle of FuzzReadMessage.
+// map[string]json.RawMessage), with the refusals of ambiguous members found by membersReference: the oracle
+// of FuzzReadMessage.
 func parseMessageReference(body []byte) (*Message, *Error) {
-	// Members are read by their exact names (encoding/json matches struct fields case-insensitively, which
-	// would let "NAME" hide "name" from us but not from the MCP server).
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, errInvalidRequest("request body is not a JSON object")
+	}
+	if e := membersReference(body, "", reflect.TypeFor[topMembers]()); e != nil {
+		return nil, e
 	}
 	var version string
 	if json.Unmarshal(top["jsonrpc"], &version) != nil || version != "2.0" {
@@ -93,6 +107,11 @@ func parseMessageReference(body []byte) (*Message, *Error) {
 	if raw, ok := top["params"]; ok && json.Unmarshal(raw, &params) != nil {
 		params = nil
 	}
+	if params != nil {
+		if e := membersReference(top["params"], " in params", reflect.TypeFor[paramsMembers]()); e != nil {
+			return m, e
+		}
+	}
 	switch m.Method {
 	case "tools/call":
 		if json.Unmarshal(params["name"], &m.Tool) != nil || m.Tool == "" {
@@ -104,4 +123,61 @@ func parseMessageReference(body []byte) (*Message, *Error) {
 		}
 	}
 	return m, nil
+}
+
+// topMembers and paramsMembers are the members parseMessage reads, as an MCP server written with Go structs
+// declares them.
+type (
+	topMembers struct {
+		JSONRPC json.RawMessage `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Method  json.RawMessage `json:"method"`
+		Params  json.RawMessage `json:"params"`
+	}
+	paramsMembers struct {
+		Name json.RawMessage `json:"name"`
+		URI  json.RawMessage `json:"uri"`
+	}
+)
+
+// membersReference is the refusal parseMessage owes for the member names of the JSON object obj, whose
+// members it reads as the struct type fields declares them (where names the level in errors), or nil: the
+// names are listed in order by json.Decoder, and encoding/json itself says which field, if any, each one
+// fills. A name that fills a field it is not the tag of is ambiguous; one that fills the field of its tag
+// a second time is a duplicate.
+func membersReference(obj []byte, where string, fields reflect.Type) *Error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if dec.Decode(&value) != nil {
+			return nil
+		}
+		key, _ := json.Marshal(name)
+		v := reflect.New(fields)
+		if json.Unmarshal([]byte("{"+string(key)+":0}"), v.Interface()) != nil {
+			continue
+		}
+		for i := range fields.NumField() {
+			if v.Elem().Field(i).Len() == 0 {
+				continue
+			}
+			switch tag := fields.Field(i).Tag.Get("json"); {
+			case name != tag:
+				return errInvalidRequest(fmt.Sprintf("ambiguous JSON member %q%s: case-insensitive decoders read it as %q", name, where, tag))
+			case seen[name]:
+				return errInvalidRequest(fmt.Sprintf("duplicate JSON member %q%s", name, where))
+			}
+			seen[name] = true
+		}
+	}
+	return nil
 }

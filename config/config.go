@@ -178,7 +178,7 @@ type IdentityHeaders struct {
 	Scopes string `json:"scopes,omitempty"`
 	// Issuer carries `iss`. Default x-mcp-issuer.
 	Issuer string `json:"issuer,omitempty"`
-	// Email carries `email` when the token has one. Default x-mcp-email.
+	// Email carries `email` when the token has one and its `email_verified` is true. Default x-mcp-email.
 	Email string `json:"email,omitempty"`
 }
 

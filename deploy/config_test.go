@@ -95,7 +95,7 @@ func TestConfigExample(t *testing.T) {
 		t.Fatal(joinErrs(errs))
 	}
 	negatives := []struct{ name, old, new, want string }{
-		{"field missing", "  # The token's `email`, when it has one. Default x-mcp-email.\n  email: x-mcp-email\n", "", "identity_headers.email"},
+		{"field missing", "  # The token's `email`, when its `email_verified` claim is true. Default x-mcp-email.\n  email: x-mcp-email\n", "", "identity_headers.email"},
 		{"field of a list item missing", "    clients_without_audience: [1example23456789abcdefghij]\n", "", "issuers[].clients_without_audience"},
 		{"uncommented", "  # debug, info, warn or error. Default info.\n", "", "key level has no comment"},
 		{"misspelt", "max_body_bytes: 1048576", "max_body_byte: 1048576", "unknown field"},

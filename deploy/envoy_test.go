@@ -281,6 +281,9 @@ func checkEnvoy(bs *bootstrapv3.Bootstrap, cfg config.Config, mode string) []err
 		if c := authz.GetStatusOnError().GetCode(); c != 503 {
 			bad("ext_authz: status_on_error %v, want 503", c)
 		}
+		if !authz.GetValidateMutations() {
+			bad("ext_authz: validate_mutations must be true (Envoy refuses header mutations it cannot apply as they are)")
+		}
 		wb := authz.GetWithRequestBody()
 		if wb.GetMaxRequestBytes() != 1048576 || wb.GetAllowPartialMessage() || !wb.GetPackAsBytes() {
 			bad("ext_authz: with_request_body %v, want max_request_bytes 1048576, allow_partial_message false, pack_as_bytes true", wb)
@@ -507,6 +510,8 @@ func TestEnvoyNegative(t *testing.T) {
 		{"PGV rule inside typed_config", "envoy/envoy.yaml", "stat_prefix: mcp_ingress", "stat_prefix: \"\"", "StatPrefix"},
 		{"fail open", "envoy/envoy.yaml", "failure_mode_allow: false", "failure_mode_allow: true", "failure_mode_allow"},
 		{"no status_on_error", "envoy/envoy.yaml", "status_on_error: {code: 503}", "status_on_error: {code: 403}", "status_on_error"},
+		{"mutations not validated", "envoy/envoy.yaml", "validate_mutations: true", "validate_mutations: false", "validate_mutations"},
+		{"http: mutations not validated", "envoy/envoy-http.yaml", "                      validate_mutations: true\n", "", "validate_mutations"},
 		{"partial body", "envoy/envoy.yaml", "allow_partial_message: false", "allow_partial_message: true", "with_request_body"},
 		{"body not bytes", "envoy/envoy.yaml", "pack_as_bytes: true", "pack_as_bytes: false", "with_request_body"},
 		{"metadata route not disabled", "envoy/envoy.yaml", perRouteWK, "                          route: {cluster: mcp_authz_http, timeout: 5s}\n", "disabled: true"},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/mcp-authz/mcp-authz/config"
@@ -259,17 +260,20 @@ func checkIstio(mc *meshv1alpha1.MeshConfig, o istioObjects, svcs []*corev1.Serv
 		}
 	}
 
-	// The EnvoyFilter: a header_mutation before the gateway's ext_authz that strips every identity header.
+	// The EnvoyFilter: a header_mutation before the gateway's ext_authz that strips every identity header,
+	// and a MERGE into that ext_authz setting validate_mutations (and nothing else: a MERGE could also undo
+	// what the MeshConfig sets, such as failOpen).
 	if !maps.Equal(ef.Spec.GetWorkloadSelector().GetLabels(), gw.Spec.GetSelector()) || ef.Namespace != gw.Namespace {
 		bad("EnvoyFilter does not select the gateway workload")
 	}
-	stripped := false
+	stripped, validated := false, false
 	for _, p := range ef.Spec.GetConfigPatches() {
 		m := p.GetMatch()
+		op := p.GetPatch().GetOperation()
 		if p.GetApplyTo() != networkingapi.EnvoyFilter_HTTP_FILTER || m.GetContext() != networkingapi.EnvoyFilter_GATEWAY ||
 			m.GetListener().GetFilterChain().GetFilter().GetSubFilter().GetName() != extAuthzFilter ||
-			p.GetPatch().GetOperation() != networkingapi.EnvoyFilter_Patch_INSERT_BEFORE {
-			bad("EnvoyFilter patch: want HTTP_FILTER, GATEWAY, INSERT_BEFORE the subFilter %s", extAuthzFilter)
+			op != networkingapi.EnvoyFilter_Patch_INSERT_BEFORE && op != networkingapi.EnvoyFilter_Patch_MERGE {
+			bad("EnvoyFilter patch: want HTTP_FILTER, GATEWAY, INSERT_BEFORE or MERGE on the subFilter %s", extAuthzFilter)
 			continue
 		}
 		j, err := protojson.Marshal(p.GetPatch().GetValue())
@@ -279,6 +283,20 @@ func checkIstio(mc *meshv1alpha1.MeshConfig, o istioObjects, svcs []*corev1.Serv
 		hf := &hcmv3.HttpFilter{}
 		if err := protojson.Unmarshal(j, hf); err != nil {
 			return append(errs, fmt.Errorf("EnvoyFilter patch value: %w", err))
+		}
+		if op == networkingapi.EnvoyFilter_Patch_MERGE {
+			// A MERGE value is partial (no grpc_service: PGV would refuse it); only what it sets counts.
+			ea, ok := unpack(hf.GetTypedConfig(), &extauthzv3.ExtAuthz{})
+			if !ok || hf.GetName() != extAuthzFilter {
+				bad("EnvoyFilter MERGE patch: want an ExtAuthz value for %s", extAuthzFilter)
+				continue
+			}
+			if !proto.Equal(ea, &extauthzv3.ExtAuthz{ValidateMutations: true}) {
+				bad("EnvoyFilter MERGE patch: it may only set validate_mutations: true, not %v", ea)
+				continue
+			}
+			validated = true
+			continue
 		}
 		if err := hf.ValidateAll(); err != nil {
 			return append(errs, err)
@@ -299,6 +317,9 @@ func checkIstio(mc *meshv1alpha1.MeshConfig, o istioObjects, svcs []*corev1.Serv
 	}
 	if !stripped {
 		bad("EnvoyFilter: no header_mutation removing every identity header %v before ext_authz", identityHeaders(cfg))
+	}
+	if !validated {
+		bad("EnvoyFilter: no MERGE patch setting validate_mutations: true on %s", extAuthzFilter)
 	}
 	return errs
 }
@@ -377,6 +398,11 @@ func TestIstio(t *testing.T) {
 		{"filter misses a header", "istio/envoy-filter.yaml", "                - remove: x-mcp-email\n", "", "identity header"},
 		{"filter after ext_authz", "istio/envoy-filter.yaml", "operation: INSERT_BEFORE", "operation: INSERT_AFTER", "INSERT_BEFORE"},
 		{"filter type unknown", "istio/envoy-filter.yaml", "v3.HeaderMutation", "v3.HeaderMutations", "HeaderMutations"},
+		{"mutations not validated", "istio/envoy-filter.yaml", "validate_mutations: true", "validate_mutations: false", "validate_mutations"},
+		{"no validate patch", "istio/envoy-filter.yaml", "        operation: MERGE\n", "        operation: INSERT_AFTER\n", "INSERT_BEFORE or MERGE"},
+		{"merge misspelt", "istio/envoy-filter.yaml", "validate_mutations: true", "validate_mutation: true", "validate_mutation"},
+		{"merge fails open", "istio/envoy-filter.yaml", "            validate_mutations: true\n", "            validate_mutations: true\n            failure_mode_allow: true\n", "may only set validate_mutations"},
+		{"merge into another filter", "istio/envoy-filter.yaml", "          name: envoy.filters.http.ext_authz\n          typed_config:", "          name: envoy.filters.http.lua\n          typed_config:", "want an ExtAuthz value"},
 	}
 	for _, n := range negatives {
 		t.Run("negative/"+n.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ func TestAllow(t *testing.T) {
 	}{
 		{
 			name:    "standard token, tools/list",
-			headers: bearer(mint(t, e.std, userClaims(nil))),
+			headers: bearer(mint(t, e.std, userClaims(map[string]any{"email_verified": true}))),
 			body:    listTools,
 			want: allowed{
 				headers: map[string]string{"x-mcp-subject": "alice", "x-mcp-client-id": "mcp-client", "x-mcp-scopes": "tools:read tools:call", "x-mcp-issuer": e.std.Issuer(), "x-mcp-email": "alice@example.com"},
@@ -44,6 +44,15 @@ func TestAllow(t *testing.T) {
 			body:    callTool("echo"),
 			want: allowed{
 				headers: map[string]string{"x-mcp-subject": "alice", "x-mcp-client-id": "mcp-client", "x-mcp-scopes": "tools:read tools:call", "x-mcp-issuer": e.std.Issuer()},
+				removed: []string{"authorization", "x-mcp-email"},
+			},
+		},
+		{
+			name:    "unverified email is not sent",
+			headers: merge(bearer(mint(t, e.std, userClaims(nil))), spoofed),
+			body:    listTools,
+			want: allowed{
+				headers: map[string]string{"x-mcp-subject": "alice", "x-mcp-client-id": "mcp-client"},
 				removed: []string{"authorization", "x-mcp-email"},
 			},
 		},

@@ -275,7 +275,7 @@ func TestDenyMatrix(t *testing.T) {
 		{"okta token for another API audience", bearer(mint(t, e.okta, map[string]any{"sub": "carol", "aud": "api://other", "cid": "okta-client", "scp": []string{"tools:read"}}, idp.WithType("JWT"))), "/mcp", listTools, denial{status: 401, errorCode: "invalid_token", description: "audience"}},
 		{"invalid JSON body", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":`, denial{status: 400, errorCode: "invalid_request", description: "not a JSON object"}},
 		{"JSON-RPC batch", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `[` + callTool("admin_reset") + `]`, denial{status: 400, errorCode: "invalid_request", description: "batches"}},
-		{"case-variant member hides the tool", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","NAME":"echo"}}`, denial{status: 403, errorCode: "insufficient_scope", scope: "tools:admin tools:read tools:call"}},
+		{"case-variant member hides the tool", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","NAME":"echo"}}`, denial{status: 400, errorCode: "invalid_request", description: "ambiguous JSON member 'NAME' in params", message: "Bad Request", id: "1"}},
 		{"oversized body", bearer(mint(t, e.std, userClaims(nil))), "/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"` + strings.Repeat("x", 2<<20) + `"}}}`, denial{status: 413, errorCode: "invalid_request", description: "too large"}},
 	}
 	for _, tr := range transports() {
