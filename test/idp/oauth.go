@@ -424,7 +424,7 @@ func (p *Provider) issue(g grant, keep *grant) (tokenResponse, *oauthError) {
 			claims["nonce"] = g.nonce
 		}
 		if g.user.email != "" {
-			claims["email"] = g.user.email
+			claims["email"], claims["email_verified"] = g.user.email, true
 		}
 		if resp.IDToken, err = p.Mint(claims, WithType("JWT")); err != nil {
 			return tokenResponse{}, &oauthError{Status: http.StatusInternalServerError, Code: "server_error", Description: "could not sign the ID token"}
@@ -457,7 +457,7 @@ func (p *Provider) accessClaims(g grant, now time.Time) map[string]any {
 	if g.user != nil {
 		c["sub"] = g.user.sub
 		if g.user.email != "" {
-			c["email"] = g.user.email
+			c["email"], c["email_verified"] = g.user.email, true // the IdP's users are its own: verified
 		}
 		if g.user.groups != nil {
 			c["groups"] = g.user.groups
