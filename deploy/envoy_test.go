@@ -243,6 +243,9 @@ func checkEnvoy(bs *bootstrapv3.Bootstrap, cfg config.Config, mode string) []err
 		bad("no http_connection_manager")
 	}
 	for _, h := range hcms {
+		if !h.GetNormalizePath().GetValue() || !h.GetMergeSlashes() || h.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+			bad("http_connection_manager: normalize_path, merge_slashes and path_with_escaped_slashes_action: REJECT_REQUEST, so that routes and mcp-authz see one path")
+		}
 		// Filter order: strip client identity headers, then ext_authz, then the router.
 		var authz *extauthzv3.ExtAuthz
 		authzName, iMut, iAuthz := "", -1, -1
@@ -512,6 +515,8 @@ func TestEnvoyNegative(t *testing.T) {
 		{"no status_on_error", "envoy/envoy.yaml", "status_on_error: {code: 503}", "status_on_error: {code: 403}", "status_on_error"},
 		{"mutations not validated", "envoy/envoy.yaml", "validate_mutations: true", "validate_mutations: false", "validate_mutations"},
 		{"http: mutations not validated", "envoy/envoy-http.yaml", "                      validate_mutations: true\n", "", "validate_mutations"},
+		{"path not normalized", "envoy/envoy.yaml", "normalize_path: true", "normalize_path: false", "normalize_path"},
+		{"http: escaped slashes kept", "envoy/envoy-http.yaml", "path_with_escaped_slashes_action: REJECT_REQUEST", "path_with_escaped_slashes_action: KEEP_UNCHANGED", "normalize_path"},
 		{"partial body", "envoy/envoy.yaml", "allow_partial_message: false", "allow_partial_message: true", "with_request_body"},
 		{"body not bytes", "envoy/envoy.yaml", "pack_as_bytes: true", "pack_as_bytes: false", "with_request_body"},
 		{"metadata route not disabled", "envoy/envoy.yaml", perRouteWK, "                          route: {cluster: mcp_authz_http, timeout: 5s}\n", "disabled: true"},

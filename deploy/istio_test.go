@@ -129,6 +129,9 @@ func uriPaths(ms []*networkingapi.HTTPMatchRequest) (exact, prefix []string) {
 func checkIstio(mc *meshv1alpha1.MeshConfig, o istioObjects, svcs []*corev1.Service, cfg config.Config) []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if n := mc.GetPathNormalization().GetNormalization(); n != meshv1alpha1.MeshConfig_ProxyPathNormalization_MERGE_SLASHES && n != meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES {
+		bad("MeshConfig pathNormalization %v: want MERGE_SLASHES (or DECODE_AND_MERGE_SLASHES), so that routes and mcp-authz see one path", n)
+	}
 	if len(o.policies) != 1 || len(o.gateways) != 1 || len(o.virtualServices) != 1 || len(o.envoyFilters) != 1 {
 		return []error{fmt.Errorf("want one AuthorizationPolicy, Gateway, VirtualService and EnvoyFilter")}
 	}
@@ -387,6 +390,7 @@ func TestIstio(t *testing.T) {
 		{"misspelt mesh field", "istio/mesh-config.yaml", "packAsBytes: true", "packAsByte: true", "packAsByte"},
 		{"wrong service", "istio/mesh-config.yaml", "service: mcp-authz.mcp-authz.svc.cluster.local", "service: mcp-authz.default.svc.cluster.local", "no Service of the Kubernetes base"},
 		{"wrong port", "istio/mesh-config.yaml", "port: 9191", "port: 8080", "grpc-authz port"},
+		{"path normalization", "istio/mesh-config.yaml", "normalization: MERGE_SLASHES", "normalization: NONE", "pathNormalization"},
 		{"provider name", "istio/authorization-policy.yaml", "    name: mcp-authz\n  rules", "    name: authz\n  rules", "not in the MeshConfig"},
 		{"not CUSTOM", "istio/authorization-policy.yaml", "action: CUSTOM", "action: ALLOW", "want CUSTOM"},
 		{"metadata not spared", "istio/authorization-policy.yaml", `notPaths: ["/.well-known/*"]`, `notPaths: ["/.well-known"]`, "notPaths"},
