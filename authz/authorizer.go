@@ -80,15 +80,15 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	if err := checkPath(req.Path); err != nil {
 		return &Decision{Status: http.StatusBadRequest, Code: ReasonInvalidRequest, Reason: err.Error(),
 			Headers: []Header{{"content-type", "application/json"}},
-			Body:    errorBody(nil, "Bad Request: ambiguous request path")}
+			Body:    errorBody(nil, 0, "Bad Request: ambiguous request path")}
 	}
 	res, err := a.resources.forRequest(req)
 	if err != nil {
 		return &Decision{Status: http.StatusForbidden, Code: ReasonNoResource, Reason: err.Error(),
 			Headers: []Header{{"content-type", "application/json"}},
-			Body:    errorBody(nil, "Forbidden: no protected resource matches this request")}
+			Body:    errorBody(nil, 0, "Forbidden: no protected resource matches this request")}
 	}
-	msg, bodyErr := readMessage(req, a.maxBody)
+	msg, bodyErr := readMessage(req, a.maxBody, res.cfg.TrustMCPHeaders)
 	var id []byte
 	if msg != nil {
 		id = msg.ID
@@ -104,7 +104,7 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		return &Decision{Status: e.Status, Unavailable: e.Unavailable, Code: code, Reason: reason, Resource: res.cfg.URL,
 			MCP: msg, Identity: ident,
 			Headers: []Header{{"content-type", "application/json"}, {"www-authenticate", ch.String()}},
-			Body:    errorBody(id, message)}
+			Body:    errorBody(id, e.RPCCode, message)}
 	}
 	if origin, ok := req.Headers["origin"]; ok && res.origins != nil && !res.origins[strings.ToLower(origin)] {
 		return deny(ReasonOrigin, &Error{Status: http.StatusForbidden, Description: "origin not allowed"}, "", "Forbidden: origin not allowed", "")
@@ -114,7 +114,9 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		return deny(ReasonInvalidRequest, e, "", "Bad Request: "+e.Description, "")
 	}
 	if raw == "" {
-		return deny(ReasonMissingToken, &Error{Status: http.StatusUnauthorized, Description: "missing bearer token"}, "missing bearer token", "Missing Bearer token", "")
+		// No credentials: no error and no error_description (RFC 6750 section 3.1), and the scopes the resource
+		// needs, which clients take as what to ask for.
+		return deny(ReasonMissingToken, &Error{Status: http.StatusUnauthorized}, "missing bearer token", "Missing Bearer token", res.challengeScope)
 	}
 	ident, e = a.verify(ctx, raw, res.audiences)
 	if e != nil {

@@ -55,6 +55,8 @@ type Error struct {
 	Description string
 	// Unavailable marks a failure of mcp-authz or the IdP rather than of the request.
 	Unavailable bool
+	// RPCCode is the JSON-RPC error code of the deny's body; 0 is jsonRPCErrorCode.
+	RPCCode int
 }
 
 // Error implements error.
@@ -80,8 +82,12 @@ func errUnavailable(desc string) *Error {
 // jsonRPCErrorCode is the code MCP gateways use for authorization failures.
 const jsonRPCErrorCode = -32001
 
-// errorBody renders the JSON-RPC error body of a deny. id is the request's id when known.
-func errorBody(id json.RawMessage, message string) []byte {
+// errorBody renders the JSON-RPC error body of a deny with code (0: jsonRPCErrorCode). id is the request's
+// id when known.
+func errorBody(id json.RawMessage, code int, message string) []byte {
+	if code == 0 {
+		code = jsonRPCErrorCode
+	}
 	if len(id) == 0 || string(id) == "null" {
 		id = json.RawMessage("0")
 	}
@@ -95,7 +101,7 @@ func errorBody(id json.RawMessage, message string) []byte {
 	}{JSONRPC: "2.0", ID: id, Error: struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
-	}{jsonRPCErrorCode, message}})
+	}{code, message}})
 	if err != nil { // cannot happen: every field is a plain value and id was validated JSON
 		return []byte(`{"jsonrpc":"2.0","id":0,"error":{"code":-32001,"message":"Unauthorized"}}`)
 	}

@@ -83,6 +83,16 @@ func (in *requestInput) Lookup(path ast.Ref) (*ast.Term, bool) {
 			if m.URI != "" {
 				t = ast.StringTerm(m.URI)
 			}
+		case "prompt":
+			if m.Prompt != "" {
+				t = ast.StringTerm(m.Prompt)
+			}
+		case "protocol_version":
+			if m.ProtocolVersion != "" {
+				t = ast.StringTerm(m.ProtocolVersion)
+			}
+		case "source":
+			t = sourceTerm(m)
 		case "id":
 			if len(m.ID) > 0 {
 				if v := idValue(m.ID); v != nil {
@@ -114,11 +124,22 @@ func member(path ast.Ref, i int) string {
 // inputKey holds the member names of the input document as terms, built once: OPA interns only a few
 // strings, so ast.InternedTerm would allocate most of them on every request. Never modified.
 var inputKey = struct {
-	token, request, method, host, path, headers, resource, mcp, id, tool, uri *ast.Term
+	token, request, method, host, path, headers, resource, mcp, id, tool, uri, prompt, protocolVersion, source *ast.Term
 }{
 	ast.StringTerm("token"), ast.StringTerm("request"), ast.StringTerm("method"), ast.StringTerm("host"), ast.StringTerm("path"),
 	ast.StringTerm("headers"), ast.StringTerm("resource"), ast.StringTerm("mcp"), ast.StringTerm("id"), ast.StringTerm("tool"),
-	ast.StringTerm("uri"),
+	ast.StringTerm("uri"), ast.StringTerm("prompt"), ast.StringTerm("protocol_version"), ast.StringTerm("source"),
+}
+
+// The values of input.mcp.source, built once.
+var sourceBody, sourceHeaders = ast.StringTerm("body"), ast.StringTerm("headers")
+
+// sourceTerm is input.mcp.source: where the message was read.
+func sourceTerm(m *Message) *ast.Term {
+	if m.FromHeaders {
+		return sourceHeaders
+	}
+	return sourceBody
 }
 
 // inputValue is the policy input document (README "Policy contract"; keep it stable) as an ast.Value. Parts
@@ -170,6 +191,13 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 		if msg.URI != "" {
 			m.Insert(inputKey.uri, ast.StringTerm(msg.URI))
 		}
+		if msg.Prompt != "" {
+			m.Insert(inputKey.prompt, ast.StringTerm(msg.Prompt))
+		}
+		if msg.ProtocolVersion != "" {
+			m.Insert(inputKey.protocolVersion, ast.StringTerm(msg.ProtocolVersion))
+		}
+		m.Insert(inputKey.source, sourceTerm(msg))
 		in.Insert(inputKey.mcp, ast.NewTerm(m))
 	}
 	return in, nil

@@ -127,6 +127,16 @@ func inputDocument(req *Request, res *resource, id *Identity, msg *Message) map[
 		if msg.URI != "" {
 			m["uri"] = msg.URI
 		}
+		if msg.Prompt != "" {
+			m["prompt"] = msg.Prompt
+		}
+		if msg.ProtocolVersion != "" {
+			m["protocol_version"] = msg.ProtocolVersion
+		}
+		m["source"] = "body"
+		if msg.FromHeaders {
+			m["source"] = "headers"
+		}
 		in["mcp"] = m
 	}
 	return in
@@ -166,10 +176,13 @@ func TestLookup(t *testing.T) {
 		{"request", "headers", "missing"}, {"request", "headers", "x-tenant", "deeper"},
 		{"resource"}, {"resource", "url"}, {"resource", "name"}, {"resource", "other"}, {"resource", "url", "x"},
 		{"mcp"}, {"mcp", "method"}, {"mcp", "tool"}, {"mcp", "uri"}, {"mcp", "id"}, {"mcp", "params"}, {"mcp", "tool", "x"},
+		{"mcp", "prompt"}, {"mcp", "protocol_version"}, {"mcp", "source"}, {"mcp", "source", "x"},
 		{"other"}, {},
 	}
 	msgs := []*Message{nil, {Method: "tools/call", ID: json.RawMessage(`7`), Tool: "echo"}, {Method: "resources/read", ID: json.RawMessage(`"r-1"`), URI: "file:///a"},
-		{Method: "notifications/initialized"}, {Method: "x", ID: json.RawMessage(`1e3`)}}
+		{Method: "notifications/initialized"}, {Method: "x", ID: json.RawMessage(`1e3`)},
+		{Method: "prompts/get", ID: json.RawMessage(`2`), Prompt: "p", ProtocolVersion: "2026-07-28"},
+		{Method: "tools/call", Tool: "admin_reset", ProtocolVersion: "2026-07-28", FromHeaders: true}}
 	known := 0
 	for _, id := range []*Identity{fresh, &cached} {
 		for _, msg := range msgs {

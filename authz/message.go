@@ -9,25 +9,47 @@ import (
 	"unicode/utf8"
 )
 
-// Message is the MCP JSON-RPC message a request carries, as far as rules need it.
+// Message is the MCP JSON-RPC message a request carries, as far as rules need it: read from the body, or
+// from the MCP 2026-07-28 request headers when the proxy sent no body and the resource trusts them.
 type Message struct {
-	// Method is the JSON-RPC method ("tools/call", "tools/list", "initialize", ...).
+	// Method is the JSON-RPC method ("tools/call", "tools/list", "server/discover", ...).
 	Method string
-	// ID is the request id as raw JSON (a string or a number); empty for notifications.
+	// ID is the request id as raw JSON (a string or a number); empty for notifications and when read from
+	// headers.
 	ID json.RawMessage
 	// Tool is params.name of a tools/call.
 	Tool string
 	// URI is params.uri of a resources/read.
 	URI string
+	// Prompt is params.name of a prompts/get.
+	Prompt string
+	// ProtocolVersion is params._meta["io.modelcontextprotocol/protocolVersion"] (2026-07-28 and later), or
+	// the MCP-Protocol-Version header for a message read from headers.
+	ProtocolVersion string
+	// FromHeaders says the message was read from the Mcp-Method / Mcp-Name headers, not from a body.
+	FromHeaders bool
 }
 
-// readMessage reads the MCP message in a request body. It returns nil and no error when the request carries
-// no JSON-RPC body (a GET, a DELETE, or a proxy that did not send the body); it returns an *Error when the
-// body is there but cannot be trusted to describe the call: truncated, too large, not JSON-RPC, or a batch.
-func readMessage(r *Request, maxBytes int) (*Message, *Error) {
+// metaProtocolVersion is the _meta key of the protocol version in every 2026-07-28 request.
+const metaProtocolVersion = "io.modelcontextprotocol/protocolVersion"
+
+// readMessage reads the MCP message of a request. With a body, the body is the message, and the MCP
+// 2026-07-28 request headers must agree with it (checkHeaders: mcp-authz processes the body, so the
+// specification's Server Validation applies to it). Without a body (a GET, a DELETE, or a proxy that did not
+// send it) it returns nil and no error, or, when trustHeaders is set, the message the headers describe
+// (messageFromHeaders). It returns an *Error when what is there cannot be trusted to describe the call:
+// truncated, too large, not JSON-RPC, a batch, or headers that disagree with the body.
+func readMessage(r *Request, maxBytes int, trustHeaders bool) (*Message, *Error) {
+	h, herr := readMCPHeaders(r.Headers)
 	if len(r.Body) == 0 {
 		if r.BodyTruncated {
 			return nil, errInvalidRequest("request body was truncated by the proxy")
+		}
+		if herr != nil {
+			return nil, herr
+		}
+		if trustHeaders {
+			return messageFromHeaders(h)
 		}
 		return nil, nil
 	}
@@ -44,7 +66,14 @@ func readMessage(r *Request, maxBytes int) (*Message, *Error) {
 	if len(body) > 0 && body[0] == '[' {
 		return nil, errInvalidRequest("JSON-RPC batches are not accepted")
 	}
-	return parseMessage(body)
+	m, e := parseMessage(body)
+	if e != nil {
+		return m, e
+	}
+	if herr != nil {
+		return m, herr
+	}
+	return m, checkHeaders(h, m)
 }
 
 // parseMessage reads a JSON-RPC message (not a batch) as far as rules need it; the *Error says why body
@@ -83,11 +112,25 @@ func parseMessage(body []byte) (*Message, *Error) {
 			return m, errInvalidRequest("JSON-RPC method is not a string")
 		}
 	}
-	var p [2][]byte // name, uri
+	var p [3][]byte // name, uri, _meta
 	if len(params) > 0 && params[0] == '{' {
 		for it := newMembers(params); it.next(); {
-			if e := keepMember(p[:], it.name, it.value, " in params", "name", "uri"); e != nil {
+			if e := keepMember(p[:], it.name, it.value, " in params", "name", "uri", "_meta"); e != nil {
 				return m, e
+			}
+		}
+	}
+	if meta := p[2]; len(meta) > 0 && meta[0] == '{' {
+		var v [1][]byte
+		for it := newMembers(meta); it.next(); {
+			if e := keepMember(v[:], it.name, it.value, " in params._meta", metaProtocolVersion); e != nil {
+				return m, e
+			}
+		}
+		if v[0] != nil {
+			var ok bool
+			if m.ProtocolVersion, ok = jsonString(v[0]); !ok {
+				return m, errInvalidRequest("params._meta[\"" + metaProtocolVersion + "\"] is not a string")
 			}
 		}
 	}
@@ -100,6 +143,10 @@ func parseMessage(body []byte) (*Message, *Error) {
 	case "resources/read":
 		if m.URI, ok = jsonString(p[1]); !ok || m.URI == "" {
 			return m, errInvalidRequest("resources/read without a params.uri string")
+		}
+	case "prompts/get":
+		if m.Prompt, ok = jsonString(p[0]); !ok || m.Prompt == "" {
+			return m, errInvalidRequest("prompts/get without a params.name string")
 		}
 	}
 	return m, nil

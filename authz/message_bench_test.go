@@ -20,7 +20,7 @@ func BenchmarkReadMessage(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.body)))
 			for b.Loop() {
-				if _, err := readMessage(req, 1<<20); err != nil {
+				if _, err := readMessage(req, 1<<20, false); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -28,7 +28,12 @@ func TestReadMessage(t *testing.T) {
 		{name: "resources/read", body: `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}`, want: Message{Method: "resources/read", ID: []byte("1"), URI: "file:///a"}},
 		{name: "content type with charset", ct: "application/json; charset=utf-8", body: `{"jsonrpc":"2.0","id":1,"method":"ping"}`, want: Message{Method: "ping", ID: []byte("1")}},
 		{name: "escaped exact names", body: `{"jsonrpc":"2.0","id":1,"met\u0068od":"tools/call","params":{"n\u0061me":"echo"}}`, want: Message{Method: "tools/call", ID: []byte("1"), Tool: "echo"}},
-		{name: "unrelated members", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":1,"Extra":2,"extra":3,"params":{"name":"echo","named":1,"nam":2,"Arguments":{},"arguments":{"Name":"x","name":"y","name":"z"},"arguments":[],"_meta":{"Name":1},"_META":{}}}`, want: Message{Method: "tools/call", ID: []byte("1"), Tool: "echo"}},
+		{name: "unrelated members", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":1,"Extra":2,"extra":3,"params":{"name":"echo","named":1,"nam":2,"Arguments":{},"arguments":{"Name":"x","name":"y","name":"z"},"arguments":[],"_meta":{"Name":1}}}`, want: Message{Method: "tools/call", ID: []byte("1"), Tool: "echo"}},
+		{name: "_meta look-alike", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{},"_META":{}}}`, status: 400, desc: `ambiguous JSON member "_META" in params`},
+		{name: "protocol version twice", body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`, status: 400, desc: "duplicate JSON member"},
+		{name: "protocol version not a string", body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":20260728}}}`, status: 400, desc: "params._meta[\"io.modelcontextprotocol/protocolVersion\"] is not a string"},
+		{name: "prompts/get", body: `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"summary"}}`, want: Message{Method: "prompts/get", ID: []byte("1"), Prompt: "summary"}},
+		{name: "prompts/get without a name", body: `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}`, status: 400, desc: "prompts/get without a params.name string"},
 		{name: "look-alike in params of another method", body: `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","Name":"q"}}`, status: 400, desc: `ambiguous JSON member "Name" in params`},
 		{name: "tool name and its case variant", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_files","Name":"admin_reset"}}`, status: 400, desc: `ambiguous JSON member "Name" in params: case-insensitive decoders read it as "name"`},
 		{name: "case variant before the tool name", body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"echo","name":"admin"}}`, status: 400, desc: `ambiguous JSON member "NAME" in params`},
@@ -64,7 +69,7 @@ func TestReadMessage(t *testing.T) {
 			if tc.ct != "" {
 				h["content-type"] = tc.ct
 			}
-			m, err := readMessage(&Request{Headers: h, Body: []byte(tc.body), BodyTruncated: tc.truncated}, 1024)
+			m, err := readMessage(&Request{Headers: h, Body: []byte(tc.body), BodyTruncated: tc.truncated}, 1024, false)
 			if tc.status != 0 {
 				if err == nil || err.Status != tc.status || !strings.HasPrefix(err.Description, tc.desc) {
 					t.Fatalf("err = %v, want status %d and a description starting %q", err, tc.status, tc.desc)

@@ -16,15 +16,16 @@ const WellKnownPath = "/.well-known/oauth-protected-resource"
 
 // resource is one configured protected resource, with what is derived from it once.
 type resource struct {
-	cfg          config.Resource
-	host         string   // lower-case host[:port], default port dropped
-	path         string   // URL path without a trailing "/"
-	metadataPath string   // the path-inserted well-known path
-	metadataURL  string   // the absolute PRM URL, sent in resource_metadata
-	metadata     []byte   // the PRM document
-	audiences    []string // the `aud` values that name the resource: configured, else its URL
-	origins      map[string]bool
-	inputTerm    *ast.Term // the `resource` member of the policy input; shared, never modified
+	cfg            config.Resource
+	host           string   // lower-case host[:port], default port dropped
+	path           string   // URL path without a trailing "/"
+	metadataPath   string   // the path-inserted well-known path
+	metadataURL    string   // the absolute PRM URL, sent in resource_metadata
+	metadata       []byte   // the PRM document
+	audiences      []string // the `aud` values that name the resource: configured, else its URL
+	challengeScope string   // the scope parameter of a 401 without credentials
+	origins        map[string]bool
+	inputTerm      *ast.Term // the `resource` member of the policy input; shared, never modified
 }
 
 func newResource(c config.Resource) (*resource, error) {
@@ -36,6 +37,10 @@ func newResource(c config.Resource) (*resource, error) {
 	r.metadataPath = WellKnownPath + r.path
 	r.metadataURL = u.Scheme + "://" + u.Host + r.metadataPath
 	r.inputTerm = resourceTerm(r)
+	r.challengeScope = strings.Join(c.ChallengeScopes, " ")
+	if len(c.ChallengeScopes) == 0 {
+		r.challengeScope = strings.Join(c.ScopesSupported, " ")
+	}
 	r.audiences = c.Audiences
 	if len(r.audiences) == 0 {
 		r.audiences = []string{c.URL}

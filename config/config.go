@@ -95,6 +95,16 @@ type Resource struct {
 	KeepAuthorization bool `json:"keep_authorization,omitempty"`
 	// AllowedOrigins, when set, lists the Origin values accepted; a request with another Origin gets 403.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// TrustMCPHeaders lets a request without a body be decided on its MCP 2026-07-28 headers (Mcp-Method,
+	// Mcp-Name) as if they were its JSON-RPC message, so that method and tool rules apply behind a proxy
+	// that sends no body (nginx auth_request, Caddy, Istio without includeRequestBodyInCheck). Set it only
+	// when the MCP server implements 2026-07-28 and refuses a request whose headers disagree with its body:
+	// mcp-authz then decides on what the server will act on. Only requests whose MCP-Protocol-Version is
+	// 2026-07-28 or later are read this way. Default false: without a body there is no `mcp` input.
+	TrustMCPHeaders bool `json:"trust_mcp_headers,omitempty"`
+	// ChallengeScopes is the scope parameter of the 401 sent to a request without a token: the scopes a
+	// client should ask for to use the resource at all. Default ScopesSupported.
+	ChallengeScopes []string `json:"challenge_scopes,omitempty"`
 	// Audiences are the `aud` values that name this resource (for example Okta's api://default or Entra's
 	// api://<app id>). Default: URL. No two resources may share one: a token for one would be valid on
 	// the other.

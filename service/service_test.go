@@ -241,7 +241,7 @@ func TestDenyMatrix(t *testing.T) {
 		body    string
 		want    denial
 	}{
-		{"missing token", nil, "/mcp", listTools, denial{status: 401, message: "Missing Bearer token", id: "7"}},
+		{"missing token", nil, "/mcp", listTools, denial{status: 401, message: "Missing Bearer token", id: "7", scope: "tools:read tools:call tools:admin"}},
 		{"basic scheme", map[string]string{"authorization": "Basic YWxpY2U6c2VjcmV0"}, "/mcp", listTools, denial{status: 400, errorCode: "invalid_request", description: "not Bearer"}},
 		{"empty bearer", map[string]string{"authorization": "Bearer "}, "/mcp", listTools, denial{status: 400, errorCode: "invalid_request", description: "empty"}},
 		{"two tokens", map[string]string{"authorization": "Bearer a.b.c, Bearer d.e.f"}, "/mcp", listTools, denial{status: 400, errorCode: "invalid_request", description: "more than one"}},
