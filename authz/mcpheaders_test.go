@@ -21,7 +21,9 @@ func TestMCPHeaders(t *testing.T) {
 		return `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"` + tool + `","arguments":{}` + meta + `}}`
 	}
 	list := `{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"` + v + `"}}}`
-	b64 := func(s string) string { return base64Prefix + base64.StdEncoding.EncodeToString([]byte(s)) + base64Suffix }
+	b64 := func(s string) string {
+		return base64Prefix + base64.StdEncoding.EncodeToString([]byte(s)) + base64Suffix
+	}
 	tests := []struct {
 		name    string
 		headers map[string]string

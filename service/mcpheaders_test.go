@@ -74,7 +74,7 @@ policy: {paths: [%q]}
 						t.Fatalf("allowed %v status %d (%s), want %d", o.allowed, o.status, o.body, tc.status)
 					}
 					var body struct {
-						ID    json.RawMessage `json:"id"`
+						ID    json.RawMessage    `json:"id"`
 						Error struct{ Code int } `json:"error"`
 					}
 					if err := json.Unmarshal([]byte(o.body), &body); err != nil || body.Error.Code != tc.rpcCode {
