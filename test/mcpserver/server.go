@@ -58,7 +58,9 @@ func New() *Server {
 			s.resets++
 			return nil, resetOut{Resets: s.resets}, nil
 		})
-	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	// Stateless: MCP 2026-07-28 (server/discover, no Mcp-Session-Id) is served only by a stateless handler;
+	// older clients still initialize, each request on a session of its own.
+	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true})
 	return s
 }
 
