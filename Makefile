@@ -5,11 +5,12 @@ BIN := $(CURDIR)/bin
 
 .PHONY: run test test-tools test-unit test-deploy test-e2e lint build tools clean bench bench-go
 
-## build: the mcp-authz binary, the development IdP and the example MCP server, once per run
+## build: the mcp-authz binary, the development IdP, the example MCP server and the Envoy stand-in of make run
 build:
 	$(GO) build -o $(BIN)/mcp-authz ./cmd/mcp-authz
 	$(GO) build -o $(BIN)/mcp-devidp ./cmd/mcp-devidp
 	$(GO) build -o $(BIN)/mcp-example-server ./cmd/mcp-example-server
+	$(GO) build -o $(BIN)/envoy-standin ./test/envoystandin/cmd/envoy-standin
 
 ## run: a local stack (development IdP + mcp-authz) with the shipped policies
 run: build

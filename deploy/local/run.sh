@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The local stack of `make run`, on 127.0.0.1: the development IdP (mcp-devidp), the example MCP server
-# (mcp-example-server), mcp-authz with the shipped policies and, when nginx is installed, nginx as the front
-# proxy asking mcp-authz's HTTP authorization endpoint. Ctrl-C stops everything.
+# (mcp-example-server, MCP 2026-07-28), mcp-authz with the shipped policy and two front proxies: the Envoy
+# stand-in (ext_authz over gRPC with the body; Envoy itself is not installable here) and, when nginx is
+# installed, nginx (auth_request, headers only). Ctrl-C stops everything.
 #
-#   client --> nginx 127.0.0.1:8000/mcp --(auth_request)--> mcp-authz 127.0.0.1:8080/authz
-#                 |                                           (gRPC ext_authz for Envoy: 127.0.0.1:9191)
-#                 +--> mcp-example-server 127.0.0.1:8001/mcp
+#   client --> envoy-standin 127.0.0.1:8000/mcp --(Check, with body)--> mcp-authz 127.0.0.1:9191
+#   client --> nginx         127.0.0.1:8002/mcp --(auth_request)-------> mcp-authz 127.0.0.1:8080/authz
+#                 both --> mcp-example-server 127.0.0.1:8001/mcp
 #   mcp-devidp 127.0.0.1:9000: the OpenID provider (approves every login as dev-user)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,27 +34,34 @@ pids+=($!)
 pids+=($!)
 wait_for http://127.0.0.1:8080/readyz mcp-authz
 
+"$bin/envoy-standin" -listen 127.0.0.1:8000 -authz 127.0.0.1:9191 -metadata http://127.0.0.1:8080 \
+  -upstream http://127.0.0.1:8001 >"$logs/envoy-standin.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp envoy-standin
+
 nginx_bin=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
 if [ -n "$nginx_bin" ]; then
   # The end-to-end suite's nginx configuration, rendered for the fixed local ports.
   mkdir -p "$logs/nginx/tmp"
-  sed -e "s#{{.Dir}}#$logs/nginx#g" -e "s#{{.Port}}#8000#g" \
+  sed -e "s#{{.Dir}}#$logs/nginx#g" -e "s#{{.Port}}#8002#g" \
       -e "s#{{.AuthzURL}}#http://127.0.0.1:8080#g" -e "s#{{.UpstreamURL}}#http://127.0.0.1:8001#g" \
       test/e2e/testdata/nginx.conf.tmpl >"$logs/nginx/nginx.conf"
   "$nginx_bin" -e stderr -c "$logs/nginx/nginx.conf" -p "$logs/nginx" >"$logs/nginx.log" 2>&1 &
   pids+=($!)
-  wait_for http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp nginx
-  proxy="  front proxy      http://127.0.0.1:8000/mcp  (nginx, auth_request -> mcp-authz /authz)"
+  wait_for http://127.0.0.1:8002/.well-known/oauth-protected-resource/mcp nginx
+  nginx_line="  nginx            http://127.0.0.1:8002/mcp  (auth_request, no body: tool rules from the MCP 2026-07-28
+                   headers for 2026-07-28 clients; older clients' calls refused while tool rules exist)"
 else
-  proxy="  front proxy      none: nginx is not installed (apt-get install -y nginx), so http://127.0.0.1:8000/mcp is down;
-                   point Envoy's ext_authz filter at 127.0.0.1:9191 and route /mcp to 127.0.0.1:8001"
+  nginx_line="  nginx            not installed (apt-get install -y nginx): http://127.0.0.1:8002/mcp is down"
 fi
 
 cat <<MSG
 
 mcp-authz is ready.
-$proxy
-  ext_authz gRPC   127.0.0.1:9191   (point Envoy's ext_authz filter here)
+  front proxy      http://127.0.0.1:8000/mcp  (Envoy stand-in, ext_authz with the body: every client; tool rules
+                   enforced: admin_reset needs tools:admin, which clients get by stepping up)
+$nginx_line
+  ext_authz gRPC   127.0.0.1:9191   (point a real Envoy's ext_authz filter here)
   metadata         http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp
   MCP server       http://127.0.0.1:8001/mcp  (mcp-example-server: list_files, echo, admin_reset; no auth of its own)
   development IdP  http://127.0.0.1:9000  (auto-approves logins as dev-user)
