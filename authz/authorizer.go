@@ -174,66 +174,46 @@ func stepUpScope(required, held, supported []string) string {
 }
 
 // allow builds the allow decision: identity headers set, the client's Authorization and any copy of an
-// identity header we do not set removed, the policy's own headers added. Without policy headers, the two
-// lists depend on the identity and the resource alone: built once per cached token and resource.
+// identity header we do not set removed, the policy's own headers added.
 func (a *Authorizer) allow(res *resource, id *Identity, msg *Message, extra map[string]string) *Decision {
 	d := &Decision{Allow: true, Status: http.StatusOK, Code: ReasonAllowed, Reason: "allowed", Identity: id, Resource: res.cfg.URL, MCP: msg}
-	if len(extra) == 0 && id.memo != nil {
-		v, ok := id.Memoized(allowHeadersKey{a, res})
-		if !ok {
-			v = id.Memo(allowHeadersKey{a, res}, func() any { return a.allowHeaders(res, id, nil) })
-		}
-		h := v.(*allowHeaders)
-		d.Headers, d.RemoveHeaders, d.SharedHeaders = h.set, h.remove, true
-		return d
-	}
-	h := a.allowHeaders(res, id, extra)
-	d.Headers, d.RemoveHeaders = h.set, h.remove
+	d.Headers, d.RemoveHeaders = a.allowHeaders(res, id, extra)
 	return d
 }
 
-// allowHeaders are the header lists of an allow.
-type allowHeaders struct {
-	set    []Header
-	remove []string
-}
-
-// allowHeadersKey keys, in Identity.Memo, the header lists of an allow without policy headers.
-type allowHeadersKey struct {
-	a   *Authorizer
-	res *resource
-}
-
-// allowHeaders builds the header lists of an allow of id to res, with the policy's headers extra.
-func (a *Authorizer) allowHeaders(res *resource, id *Identity, extra map[string]string) *allowHeaders {
-	h := &allowHeaders{set: make([]Header, 0, len(a.identity)+len(extra)), remove: make([]string, 0, len(a.identity)+1)}
-	set := func(name, value string) {
+// allowHeaders builds the header lists of an allow of id to res, with the policy's headers extra: the
+// headers to set, and those to remove (identity headers not set, so that no client copy passes, and
+// Authorization unless the resource keeps it).
+func (a *Authorizer) allowHeaders(res *resource, id *Identity, extra map[string]string) (set []Header, remove []string) {
+	set = make([]Header, 0, len(a.identity)+len(extra))
+	remove = make([]string, 0, len(a.identity)+1)
+	add := func(name, value string) {
 		if value != "" {
-			h.set = append(h.set, Header{name, value})
+			set = append(set, Header{name, value})
 		}
 	}
-	set(a.headers.Subject, id.Subject)
-	set(a.headers.ClientID, id.ClientID)
-	set(a.headers.Scopes, strings.Join(id.Scopes, " "))
-	set(a.headers.Issuer, id.Issuer)
-	set(a.headers.Email, id.Email)
+	add(a.headers.Subject, id.Subject)
+	add(a.headers.ClientID, id.ClientID)
+	add(a.headers.Scopes, strings.Join(id.Scopes, " "))
+	add(a.headers.Issuer, id.Issuer)
+	add(a.headers.Email, id.Email)
 	for name, value := range extra {
 		name = strings.ToLower(name)
 		if !safeHeader(name, value) || slices.Contains(a.identity, name) {
 			a.log.Warn("policy header ignored", "header", name)
 			continue
 		}
-		set(name, value)
+		add(name, value)
 	}
 	for _, name := range a.identity {
-		if !slices.ContainsFunc(h.set, func(s Header) bool { return s.Name == name }) {
-			h.remove = append(h.remove, name)
+		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == name }) {
+			remove = append(remove, name)
 		}
 	}
 	if !res.cfg.KeepAuthorization {
-		h.remove = append(h.remove, "authorization")
+		remove = append(remove, "authorization")
 	}
-	return h
+	return set, remove
 }
 
 // Ready reports why the Authorizer cannot decide yet (keys not loaded), or nil.

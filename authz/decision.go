@@ -18,15 +18,10 @@ type Decision struct {
 	Code ReasonCode
 	// Reason says why, for logs and traces. It never holds a token.
 	Reason string
-	// Headers are set upstream on an allow, or sent to the client on a deny. Decisions for the same cached
-	// token may share the slice: read it, never modify it.
+	// Headers are set upstream on an allow, or sent to the client on a deny.
 	Headers []Header
-	// RemoveHeaders are removed from the request before it goes upstream (allow only); shared as Headers.
+	// RemoveHeaders are removed from the request before it goes upstream (allow only).
 	RemoveHeaders []string
-	// SharedHeaders says that Headers and RemoveHeaders are the lists every allow of this cached token for
-	// this resource shares (no policy headers): an adapter may memoize what it derives from them, keyed by
-	// the list, in Identity.Memo.
-	SharedHeaders bool
 	// Body is the response body on a deny: a JSON-RPC error.
 	Body []byte
 	// Identity is the verified caller, when the token was valid.
