@@ -41,9 +41,15 @@ func newResource(c config.Resource) (*resource, error) {
 	if len(c.ChallengeScopes) == 0 {
 		r.challengeScope = strings.Join(c.ScopesSupported, " ")
 	}
-	r.audiences = c.Audiences
-	if len(r.audiences) == 0 {
-		r.audiences = []string{c.URL}
+	auds := c.Audiences
+	if len(auds) == 0 {
+		auds = []string{c.URL}
+	}
+	for _, a := range auds { // each as configured and in its canonical form (checkAudience)
+		r.audiences = append(r.audiences, a)
+		if ca := canonicalURI(a); ca != a {
+			r.audiences = append(r.audiences, ca)
+		}
 	}
 	doc := struct {
 		Resource             string   `json:"resource"`

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strings"
 	"time"
 
@@ -170,28 +169,6 @@ func unixClaim(claims map[string]any, name string) (int64, bool) {
 	}
 	i, err := n.Int64()
 	return i, err == nil
-}
-
-// checkAudience accepts a token whose `aud` holds one of the resource's audiences (or, for an issuer that
-// configures its own, one of those), or that has no `aud` at all and a client listed in
-// clients_without_audience.
-func (t *trustedIssuer) checkAudience(aud []string, clientID string, resource []string) *Error {
-	if len(aud) == 0 {
-		if clientID != "" && t.noAudience[clientID] {
-			return nil
-		}
-		return errInvalidToken("token has no audience")
-	}
-	accepted := t.cfg.Audiences
-	if len(accepted) == 0 {
-		accepted = resource
-	}
-	for _, a := range aud {
-		if slices.Contains(accepted, a) {
-			return nil
-		}
-	}
-	return errInvalidToken("token audience does not include this resource")
 }
 
 // keyChoice is the jws.KeyProvider of one Verify call: it picks the issuer by the unverified `iss`, checks

@@ -1,0 +1,48 @@
+package authz
+
+import (
+	"slices"
+	"strings"
+)
+
+// checkAudience accepts a token whose `aud` holds one of the resource's audiences (or, for an issuer that
+// configures its own, one of those), or that has no `aud` at all and a client listed in
+// clients_without_audience.
+func (t *trustedIssuer) checkAudience(aud []string, clientID string, resource []string) *Error {
+	if len(aud) == 0 {
+		if clientID != "" && t.noAudience[clientID] {
+			return nil
+		}
+		return errInvalidToken("token has no audience")
+	}
+	accepted := t.cfg.Audiences
+	if len(accepted) == 0 {
+		accepted = resource
+	}
+	for _, a := range aud {
+		if slices.Contains(accepted, a) || slices.Contains(accepted, canonicalURI(a)) {
+			return nil
+		}
+	}
+	return errInvalidToken("token audience does not include this resource")
+}
+
+// canonicalURI is an http(s) URI with its scheme and host lower-cased (RFC 3986 section 6.2.2.1: they are
+// case-insensitive; the MCP specification asks servers to accept an uppercase scheme and host in the
+// resource a token names). The path, and so a trailing "/", stays exact: https://h/mcp and https://h/mcp/ are
+// different resources. Anything else is returned as it is.
+func canonicalURI(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || !strings.EqualFold(scheme, "https") && !strings.EqualFold(scheme, "http") {
+		return s
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if strings.ContainsAny(host, "@?#") {
+		return s // userinfo, or no path: not a resource URI this compares
+	}
+	canon := strings.ToLower(scheme) + "://" + strings.ToLower(host)
+	if strings.Contains(rest, "/") {
+		canon += "/" + path
+	}
+	return canon
+}
