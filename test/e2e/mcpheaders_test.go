@@ -5,20 +5,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/test/envoystandin"
 	"github.com/mcp-authz/mcp-authz/test/idp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestMCPRequestHeaders runs the MCP Go SDK client at 2026-07-28 (it sends Mcp-Method, Mcp-Name and
 // MCP-Protocol-Version) and at 2025-11-25 (it sends none) against the example server (MCP Go SDK, which
-// validates the headers of 2026-07-28 requests), through the Envoy stand-in with the body and through nginx
-// (headers only), both in front of resources with trust_mcp_headers and a tool rule. A hand-made client
+// validates the headers of 2026-07-28 requests), through the Envoy stand-in with and without the body and
+// through nginx (headers only), all in front of resources with trust_mcp_headers and a tool rule. A hand-made client
 // whose headers lie about its body is refused by mcp-authz where it sees the body, and by the MCP server
 // where it does not.
 func TestMCPRequestHeaders(t *testing.T) {
@@ -33,9 +35,10 @@ func TestMCPRequestHeaders(t *testing.T) {
 	}
 	serve(t, il, prov.Handler())
 	mcpSrv, upstream := startMCPServer(t)
-	sl := listen(t)
+	sl, nl := listen(t), listen(t)
 	nginxPort := freePort(t)
 	standin := "http://" + sl.Addr().String() + "/mcp"
+	nobody := "http://" + nl.Addr().String() + "/mcp"
 	nginx := fmt.Sprintf("http://127.0.0.1:%d/mcp", nginxPort)
 
 	dir := t.TempDir()
@@ -51,13 +54,20 @@ func TestMCPRequestHeaders(t *testing.T) {
 	yaml := fmt.Sprintf(`resources:
   - {url: %q, trust_mcp_headers: true, scopes_supported: [tools:read, tools:call]}
   - {url: %q, trust_mcp_headers: true, scopes_supported: [tools:read, tools:call]}
+  - {url: %q, trust_mcp_headers: true, scopes_supported: [tools:read, tools:call]}
 issuers: [{discovery_url: %q}]
 policy: {paths: [%q]}
-`, standin, nginx, prov.Issuer()+"/.well-known/openid-configuration", dir)
+`, standin, nobody, nginx, prov.Issuer()+"/.well-known/openid-configuration", dir)
 	startStandin(t, sl, startAuthz(t, yaml, listen(t), listen(t)), upstream, nil)
+	az := startAuthz(t, yaml, listen(t), listen(t))
+	meta, _ := url.Parse(az.httpURL)
+	serve(t, nl, envoystandin.New(az.client, []envoystandin.Route{
+		{Prefix: "/", Upstream: upstream},
+		{Prefix: "/.well-known/oauth-protected-resource", Upstream: meta, CheckDisabled: true},
+	}, envoystandin.Options{StatusOnError: http.StatusServiceUnavailable, WithoutBody: true}))
 	startNginx(t, nginxBin, nginxPort, startAuthz(t, yaml, listen(t), listen(t)).httpURL, upstream.String())
 
-	token, err := prov.Mint(map[string]any{"sub": "alice", "aud": []string{standin, nginx}, "client_id": "mcp-client",
+	token, err := prov.Mint(map[string]any{"sub": "alice", "aud": []string{standin, nobody, nginx}, "client_id": "mcp-client",
 		"scope": "tools:read tools:call", "groups": []string{"mcp-users"}})
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +80,8 @@ policy: {paths: [%q]}
 	}{
 		{"envoy stand-in (body)", standin, "2026-07-28", true},
 		{"envoy stand-in (body)", standin, "2025-11-25", true},
+		{"envoy stand-in (no body)", nobody, "2026-07-28", true},
+		{"envoy stand-in (no body)", nobody, "2025-11-25", false},
 		{"nginx (headers only)", nginx, "2026-07-28", true},
 		{"nginx (headers only)", nginx, "2025-11-25", false},
 	} {
@@ -112,6 +124,7 @@ policy: {paths: [%q]}
 		proxy, endpoint, refusedBy string
 	}{
 		{"envoy stand-in (body)", standin, "mcp-authz"},
+		{"envoy stand-in (no body)", nobody, "the MCP server"},
 		{"nginx (headers only)", nginx, "the MCP server"},
 	} {
 		t.Run("lying headers/"+tc.proxy, func(t *testing.T) {

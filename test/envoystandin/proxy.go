@@ -54,6 +54,9 @@ type Route struct {
 type Options struct {
 	// MaxRequestBytes is with_request_body.max_request_bytes. Default 1 MiB.
 	MaxRequestBytes int
+	// WithoutBody leaves with_request_body out: the check carries the headers only, as Envoy (and Istio's
+	// CUSTOM action) does without it.
+	WithoutBody bool
 	// StatusOnError is status_on_error. Default 403, as in Envoy.
 	StatusOnError int
 	// Timeout is the gRPC call timeout. Default 2s.
@@ -138,7 +141,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body = b
 			r.Body = io.NopCloser(bytes.NewReader(b))
 		}
-		if !p.check(w, r, rt, body) {
+		sent := body
+		if p.opts.WithoutBody {
+			sent = nil
+		}
+		if !p.check(w, r, rt, sent) {
 			return
 		}
 	}
