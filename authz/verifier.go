@@ -90,8 +90,8 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if _, e, ok := v.rejects.verify(v, key, audience); ok {
 		return nil, e
 	}
-	kp := &keyChoice{v: v}
-	tok, err := jwt.ParseString(raw, jwt.WithContext(ctx), jwt.WithKeyProvider(kp), jwt.WithValidate(false))
+	kp := &keyChoice{v: v, ctx: ctx}
+	tok, err := jwt.ParseString(raw, jwt.WithKeyProvider(kp), jwt.WithValidate(false))
 	if err != nil {
 		var e *Error
 		switch {
@@ -195,14 +195,16 @@ func (t *trustedIssuer) checkAudience(aud []string, clientID, resource string) *
 // fields that point at other keys (`jku`, `x5u`, `jwk`) are never used.
 type keyChoice struct {
 	v       *Verifier
+	ctx     context.Context // the request's: jwt.ParseString hands FetchKeys a background context instead
 	issuer  *trustedIssuer
 	claims  map[string]any
 	version time.Time // the issuer's key set version before its keys were looked up
 	expired bool      // the token was refused as surely expired, before any key lookup
 }
 
-// FetchKeys implements jws.KeyProvider.
-func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
+// FetchKeys implements jws.KeyProvider. It ignores the context jws.Verify passes (jwt.ParseString passes
+// none of its own) and uses the request's, so that waiting for a key set fetch ends with the request.
+func (c *keyChoice) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
 	if len(msg.Signatures()) != 1 {
 		return errInvalidToken("malformed token: more than one signature")
 	}
@@ -235,7 +237,7 @@ func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 		return errInvalidToken("token expired") // refused before any key lookup or signature check
 	}
 	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
-	keys, err := t.keys.Keys(ctx, h.KeyID())
+	keys, err := t.keys.Keys(c.ctx, h.KeyID())
 	if err != nil {
 		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer))
 	}
