@@ -90,6 +90,9 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	if _, e, ok := v.rejects.verify(v, key, audience); ok {
 		return nil, e
 	}
+	if !isCompactJWS(raw) { // after the caches: a cached token passed this
+		return nil, errInvalidToken("malformed token: not a compact JWS")
+	}
 	kp := &keyChoice{v: v, ctx: ctx}
 	tok, err := jwt.ParseString(raw, jwt.WithKeyProvider(kp), jwt.WithValidate(false))
 	if err != nil {
@@ -121,6 +124,19 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Identity,
 	}
 	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
 	return id, nil
+}
+
+// isCompactJWS reports whether raw holds only base64url characters (RFC 7515 §2: no padding) besides its
+// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwt.ParseString would also take the
+// JSON Serialization, with its unprotected headers and several signatures.
+func isCompactJWS(raw string) bool {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validate checks the time-based claims (exp, required; nbf; iat) against the clock, with the leeway.
