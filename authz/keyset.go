@@ -334,7 +334,8 @@ func (k *KeySet) discover(ctx context.Context) (uri string, checked bool, err er
 	return uri, true, nil
 }
 
-// discoverOnce fetches the discovery document and returns its jwks_uri, refusing a document of another issuer.
+// discoverOnce fetches the discovery document and returns its jwks_uri, refusing a document of another issuer
+// or a jwks_uri that is not an absolute http(s) URL.
 func (k *KeySet) discoverOnce(ctx context.Context) (string, error) {
 	var doc struct {
 		Issuer  string `json:"issuer"`
@@ -348,6 +349,9 @@ func (k *KeySet) discoverOnce(ctx context.Context) (string, error) {
 	}
 	if doc.JWKSURI == "" {
 		return "", errors.New("discovery: document has no jwks_uri")
+	}
+	if u, err := url.Parse(doc.JWKSURI); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("discovery: jwks_uri %q is not an absolute http(s) URL", truncate(doc.JWKSURI))
 	}
 	return doc.JWKSURI, nil
 }

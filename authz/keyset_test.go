@@ -409,32 +409,66 @@ func TestKeySetFetchFailures(t *testing.T) {
 	good, rotated := rsaKey(t, "good"), rsaKey(t, "rotated")
 	tests := []struct {
 		name      string
-		discovery bool // the fault is in discovery
+		discovery bool   // the fault is in discovery
+		err       string // what the start-up error says
 		fault     func(f *fakeIdP)
 	}{
-		{"discovery 404", true, func(f *fakeIdP) { f.setDiscovery(http.NotFound) }},
-		{"discovery not JSON", true, func(f *fakeIdP) {
+		{"discovery 404", true, "discovery: GET", func(f *fakeIdP) { f.setDiscovery(http.NotFound) }},
+		{"discovery not JSON", true, "discovery: decode", func(f *fakeIdP) {
 			f.setDiscovery(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "<html>") })
 		}},
-		{"discovery of another issuer", true, func(f *fakeIdP) {
+		{"discovery of another issuer", true, "is not the configured issuer", func(f *fakeIdP) {
 			f.setDiscovery(func(w http.ResponseWriter, _ *http.Request) {
 				json.NewEncoder(w).Encode(map[string]string{"issuer": "https://evil.example.com", "jwks_uri": f.URL + "/jwks"})
 			})
 		}},
-		{"discovery without jwks_uri", true, func(f *fakeIdP) {
+		{"discovery without jwks_uri", true, "document has no jwks_uri", func(f *fakeIdP) {
 			f.setDiscovery(func(w http.ResponseWriter, _ *http.Request) {
 				json.NewEncoder(w).Encode(map[string]string{"issuer": f.URL})
 			})
 		}},
-		{"discovery larger than 1 MiB", true, func(f *fakeIdP) {
+		{"discovery larger than 1 MiB", true, "document larger than", func(f *fakeIdP) {
 			f.setDiscovery(func(w http.ResponseWriter, _ *http.Request) {
 				fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q,"pad":"%s"}`, f.URL, f.URL+"/jwks", strings.Repeat("x", 1<<20))
 			})
 		}},
-		{"jwks 500", false, func(f *fakeIdP) {
+		{"discovery with a member of the wrong type", true, "discovery: decode", func(f *fakeIdP) {
+			f.setDiscovery(func(w http.ResponseWriter, _ *http.Request) {
+				fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q,"issuer":7}`, f.URL, f.URL+"/jwks")
+			})
+		}},
+		{"jwks_uri not a URL", true, "not an absolute http(s) URL", func(f *fakeIdP) { f.setJWKSURI("http://[::1") }},
+		{"jwks_uri relative", true, "not an absolute http(s) URL", func(f *fakeIdP) { f.setJWKSURI("/jwks") }},
+		{"jwks_uri of another scheme", true, "not an absolute http(s) URL", func(f *fakeIdP) { f.setJWKSURI("file:///etc/passwd") }},
+		{"jwks 500", false, "status 500", func(f *fakeIdP) {
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 		}},
-		{"jwks connection dropped", false, func(f *fakeIdP) {
+		{"jwks 503 with a key set", false, "status 503", func(f *fakeIdP) {
+			body := jwksBody(t, good, rotated)
+			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write(body)
+			})
+		}},
+		{"jwks cut short", false, "unexpected EOF", func(f *fakeIdP) {
+			body := jwksBody(t, good, rotated)
+			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)+100))
+				w.Write(body)
+			})
+		}},
+		{"jwks with a keys member of the wrong type", false, "cannot unmarshal number", func(f *fakeIdP) {
+			body := jwksBody(t, good, rotated)
+			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+				fmt.Fprintf(w, `%s,"keys":7}`, body[:len(body)-1])
+			})
+		}},
+		{"jwks one byte over 1 MiB", false, "document larger than", func(f *fakeIdP) {
+			body := jwksBody(t, good, rotated)
+			padded := append(append(append([]byte{}, body[:len(body)-1]...), bytes.Repeat([]byte(" "), 1<<20+1-len(body))...), '}')
+			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) { w.Write(padded) })
+		}},
+		{"jwks connection dropped", false, "jwks: Get", func(f *fakeIdP) {
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) {
 				conn, _, err := http.NewResponseController(w).Hijack()
 				if err == nil {
@@ -442,17 +476,17 @@ func TestKeySetFetchFailures(t *testing.T) {
 				}
 			})
 		}},
-		{"jwks not JSON", false, func(f *fakeIdP) {
+		{"jwks not JSON", false, "decode", func(f *fakeIdP) {
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"keys":[`) })
 		}},
-		{"jwks without keys", false, func(f *fakeIdP) {
+		{"jwks without keys", false, "no usable key (0 in the document)", func(f *fakeIdP) {
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"keys":[]}`) })
 		}},
-		{"jwks not a key set", false, func(f *fakeIdP) {
+		{"jwks not a key set", false, "no usable key (0 in the document)", func(f *fakeIdP) {
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"kty":"RSA"}`) })
 		}},
-		{"jwks with unusable keys only", false, func(f *fakeIdP) { f.handle("/jwks", serveJWKS(t, `{"kty":"AKP","kid":"pq"}`)) }},
-		{"jwks larger than 1 MiB", false, func(f *fakeIdP) {
+		{"jwks with unusable keys only", false, "no usable key (1 in the document)", func(f *fakeIdP) { f.handle("/jwks", serveJWKS(t, `{"kty":"AKP","kid":"pq"}`)) }},
+		{"jwks larger than 1 MiB", false, "document larger than", func(f *fakeIdP) {
 			keys := jwksBody(t, good, rotated)
 			f.handle("/jwks", func(w http.ResponseWriter, _ *http.Request) {
 				fmt.Fprintf(w, `{"pad":"%s",%s`, strings.Repeat("x", 1<<20), keys[1:])
@@ -465,8 +499,8 @@ func TestKeySetFetchFailures(t *testing.T) {
 			f.handle("/jwks", serveJWKS(t, good))
 			tc.fault(f)
 			e := newKeysEnv(t, f, f.issuer(time.Hour, time.Hour), nil)
-			if _, err := e.keySet.Keys(context.Background(), ""); err == nil {
-				t.Fatal("keys loaded")
+			if _, err := e.keySet.Keys(context.Background(), ""); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("Keys: %v, want an error saying %q", err, tc.err)
 			}
 			if e.keySet.Ready() {
 				t.Error("key set ready")
@@ -518,6 +552,26 @@ func TestKeySetFetchFailures(t *testing.T) {
 	}
 }
 
+// TestUnknownKIDRateLimited checks that tokens with unknown kids refetch the key set at most once per minimum
+// refresh interval.
+func TestUnknownKIDRateLimited(t *testing.T) {
+	good := rsaKey(t, "good")
+	f := startFakeIdP(t)
+	f.handle("/jwks", serveJWKS(t, good))
+	e := newKeysEnv(t, f, f.issuer(time.Hour, time.Hour), nil)
+	if _, err := e.keySet.Keys(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if got := e.verify(context.Background(), f.mint(t, good, idp.WithKID(fmt.Sprint("unknown-", i)))); got != "unknown signing key" {
+			t.Fatalf("unknown kid: %q", got)
+		}
+	}
+	if n := f.hitCount("/jwks"); n != 1 {
+		t.Errorf("%d JWKS fetches, want 1 (the start-up one)", n)
+	}
+}
+
 // hang is a handler that sends nothing until the client goes away or the test ends.
 func hang(f *fakeIdP) http.HandlerFunc {
 	return func(_ http.ResponseWriter, r *http.Request) {
@@ -549,7 +603,7 @@ func TestKeysWaitEndsWithContext(t *testing.T) {
 	f.handle("/jwks", serveJWKS(t, known))
 	transport := &http.Transport{DisableKeepAlives: true}
 	defer transport.CloseIdleConnections()
-	const fetchTimeout = 2 * time.Second // longer than the deadline plus the slack below: a wait that ignores the deadline shows
+	const fetchTimeout = 3 * time.Second // longer than the deadline plus the slack below: a wait that ignores the deadline shows
 	e := newKeysEnv(t, f, f.issuer(time.Millisecond, time.Hour), &http.Client{Transport: transport}, authz.WithFetchTimeout(fetchTimeout))
 	if _, err := e.keySet.Keys(context.Background(), ""); err != nil {
 		t.Fatal(err)
@@ -583,7 +637,7 @@ func TestKeysWaitEndsWithContext(t *testing.T) {
 	close(results)
 	unavailable := "503: signing keys of " + f.URL + " unavailable"
 	for r := range results {
-		if r.elapsed > deadline+800*time.Millisecond {
+		if r.elapsed > deadline+1500*time.Millisecond {
 			t.Errorf("a Verify took %v with a %v deadline", r.elapsed, deadline)
 		}
 		if r.got != "" && r.got != unavailable {
@@ -600,6 +654,35 @@ func TestKeysWaitEndsWithContext(t *testing.T) {
 	}
 	if _, _, _, errs := e.fetches.last(); len(errs) != 1 || !errors.Is(errs[0], context.DeadlineExceeded) {
 		t.Errorf("fetch failures %v, want one deadline exceeded", errs)
+	}
+}
+
+// TestRunStopsWithContext checks that Run returns once its context ends, also while it waits for a fetch
+// that a request started (which ends only at its own timeout).
+func TestRunStopsWithContext(t *testing.T) {
+	known := rsaKey(t, "known")
+	f := startFakeIdP(t)
+	f.handle("/jwks", serveJWKS(t, known))
+	e := newKeysEnv(t, f, f.issuer(time.Millisecond, time.Hour), nil, authz.WithFetchTimeout(5*time.Second))
+	if _, err := e.keySet.Keys(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	f.handle("/jwks", hang(f))
+	time.Sleep(2 * time.Millisecond)
+	reqCtx, reqCancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer reqCancel()
+	if got := e.verify(reqCtx, f.mint(t, rsaKey(t, "rotated"))); !strings.HasPrefix(got, "503: ") {
+		t.Fatalf("while the fetch hangs: %q, want 503", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.keySet.Run(ctx); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run still waiting for the fetch 2 s after its context ended")
 	}
 }
 
