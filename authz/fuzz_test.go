@@ -29,7 +29,7 @@ func FuzzCheck(f *testing.F) {
 	is := config.Issuer{Issuer: issuer, DiscoveryURL: issuer + config.OIDCDiscoverySuffix, Algorithms: config.DefaultAlgorithms, MinRefreshInterval: config.Duration(time.Hour)}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	ks := NewKeySet(is, nil, log, nil)
-	ks.current.Store(&keySnapshot{set: p.PublicJWKS(), fetched: time.Now()})
+	installSet(ks, p.PublicJWKS())
 	ks.lastFetch = time.Now() // no refetch: there is no server
 	v, err := NewVerifier([]config.Issuer{is}, map[string]*KeySet{issuer: ks}, time.Minute, time.Now)
 	if err != nil {

@@ -27,7 +27,7 @@ func TestIdentityMemo(t *testing.T) {
 	}
 	is := config.Issuer{Issuer: issuer, DiscoveryURL: issuer + config.OIDCDiscoverySuffix, Algorithms: config.DefaultAlgorithms, MinRefreshInterval: config.Duration(time.Hour)}
 	ks := NewKeySet(is, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
-	ks.current.Store(&keySnapshot{set: p.PublicJWKS(), fetched: time.Now()})
+	installSet(ks, p.PublicJWKS())
 	ks.lastFetch = time.Now()
 	type key struct{}
 	tests := []struct {

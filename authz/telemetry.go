@@ -59,6 +59,7 @@ type Telemetry struct {
 	durationAttrs map[string]metric.RecordOption // by decision word
 	fetches       metric.Int64Counter
 	fetchFailures metric.Int64Counter
+	keysSkipped   metric.Int64Counter
 }
 
 // TelemetryConfig says where an Authorizer's telemetry goes.
@@ -105,6 +106,10 @@ func NewTelemetry(c TelemetryConfig) (*Telemetry, error) {
 	}
 	if t.fetchFailures, err = t.meter.Int64Counter("mcp_authz.jwks.fetch_failures", metric.WithUnit("{fetch}"),
 		metric.WithDescription("Failed key set fetches, by issuer.")); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	if t.keysSkipped, err = t.meter.Int64Counter("mcp_authz.jwks.keys_skipped", metric.WithUnit("{key}"),
+		metric.WithDescription("Keys of fetched key sets skipped as unusable (unknown kty, malformed, private), by issuer.")); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	t.checkOutcome = make(map[ReasonCode]metric.AddOption, len(ReasonCodes))
@@ -240,8 +245,8 @@ func (a *Authorizer) evaluate(ctx context.Context, req *Request, res *resource, 
 	return decision, nil
 }
 
-// ObserveFetch is a FetchObserver counting key set fetches and failures per issuer.
-func (t *Telemetry) ObserveFetch(issuer string, err error, _ int) {
+// ObserveFetch is a FetchObserver counting key set fetches, failures and skipped keys per issuer.
+func (t *Telemetry) ObserveFetch(issuer string, err error, _, skipped int) {
 	if t == nil || t.fetches == nil {
 		return
 	}
@@ -249,6 +254,9 @@ func (t *Telemetry) ObserveFetch(issuer string, err error, _ int) {
 	t.fetches.Add(context.Background(), 1, opt)
 	if err != nil {
 		t.fetchFailures.Add(context.Background(), 1, opt)
+	}
+	if skipped > 0 {
+		t.keysSkipped.Add(context.Background(), int64(skipped), opt)
 	}
 }
 

@@ -90,8 +90,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	if _, e, ok := v.rejects.verify(v, key, audiences); ok {
 		return nil, e
 	}
-	kp := &keyChoice{v: v}
-	tok, err := jwt.ParseString(raw, jwt.WithContext(ctx), jwt.WithKeyProvider(kp), jwt.WithValidate(false))
+	if !isCompactJWS(raw) { // after the caches: a cached token passed this
+		return nil, errInvalidToken("malformed token: not a compact JWS")
+	}
+	kp := &keyChoice{v: v, ctx: ctx}
+	tok, err := jwt.ParseString(raw, jwt.WithKeyProvider(kp), jwt.WithValidate(false))
 	if err != nil {
 		var e *Error
 		switch {
@@ -121,6 +124,19 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	}
 	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
 	return id, nil
+}
+
+// isCompactJWS reports whether raw holds only base64url characters (RFC 7515 §2: no padding) besides its
+// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwt.ParseString would also take the
+// JSON Serialization, with its unprotected headers and several signatures.
+func isCompactJWS(raw string) bool {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validate checks the time-based claims (exp, required; nbf; iat) against the clock, with the leeway.
@@ -176,14 +192,16 @@ func unixClaim(claims map[string]any, name string) (int64, bool) {
 // fields that point at other keys (`jku`, `x5u`, `jwk`) are never used.
 type keyChoice struct {
 	v       *Verifier
+	ctx     context.Context // the request's: jwt.ParseString hands FetchKeys a background context instead
 	issuer  *trustedIssuer
 	claims  map[string]any
 	version time.Time // the issuer's key set version before its keys were looked up
 	expired bool      // the token was refused as surely expired, before any key lookup
 }
 
-// FetchKeys implements jws.KeyProvider.
-func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
+// FetchKeys implements jws.KeyProvider. It ignores the context jws.Verify passes (jwt.ParseString passes
+// none of its own) and uses the request's, so that waiting for a key set fetch ends with the request.
+func (c *keyChoice) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
 	if len(msg.Signatures()) != 1 {
 		return errInvalidToken("malformed token: more than one signature")
 	}
@@ -216,7 +234,7 @@ func (c *keyChoice) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Si
 		return errInvalidToken("token expired") // refused before any key lookup or signature check
 	}
 	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
-	keys, err := t.keys.Keys(ctx, h.KeyID())
+	keys, err := t.keys.Keys(c.ctx, h.KeyID())
 	if err != nil {
 		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer))
 	}
