@@ -211,7 +211,7 @@ func TestVerifyRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for i, v := range []*authz.Verifier{e.verifier, e.verifier, cached, cached} {
-				id, verr := v.Verify(context.Background(), tc.token, keysResource)
+				id, verr := v.Verify(context.Background(), tc.token, []string{keysResource})
 				switch {
 				case tc.want == "":
 					if verr != nil || id == nil || id.Subject != "alice" {
