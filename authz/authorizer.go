@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/policy"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // Policy decides one request's input document (built only as far as the policy reads it, and only when its
@@ -157,6 +158,43 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		return deny(ReasonPolicyDeny, e, "policy deny: "+reason, "Forbidden: "+reason, "")
 	}
 	return a.allow(res, ident, msg, pd.Headers)
+}
+
+// verify runs the Verifier inside a span.
+func (a *Authorizer) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
+	t := a.tel
+	if t == nil || t.tracer == nil {
+		return a.verifier.Verify(ctx, raw, audiences)
+	}
+	ctx, span := t.tracer.Start(ctx, spanVerify)
+	defer span.End()
+	id, e := a.verifier.Verify(ctx, raw, audiences)
+	if e != nil {
+		span.SetAttributes(attrReason.String(redactTokens(e.Error())))
+		if e.Unavailable {
+			span.SetStatus(codes.Error, redactTokens(e.Description))
+		}
+		return id, e
+	}
+	span.SetAttributes(t.identityAttrs(nil, id)...)
+	return id, nil
+}
+
+// evaluate runs the policy inside a span.
+func (a *Authorizer) evaluate(ctx context.Context, req *Request, res *resource, id *Identity, msg *Message) (policy.Decision, error) {
+	t := a.tel
+	if t == nil || t.tracer == nil {
+		return a.evaluatePolicy(ctx, req, res, id, msg)
+	}
+	ctx, span := t.tracer.Start(ctx, spanPolicy)
+	defer span.End()
+	decision, err := a.evaluatePolicy(ctx, req, res, id, msg)
+	if err != nil {
+		span.SetStatus(codes.Error, redactTokens(err.Error()))
+		return decision, err
+	}
+	span.SetAttributes(attrAllow.Bool(decision.Allow), attrReason.String(redactTokens(decision.Reason)))
+	return decision, nil
 }
 
 // stepUpScope is the scope a client should ask for: what the policy requires plus the relevant scopes the

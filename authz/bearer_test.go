@@ -1,6 +1,9 @@
 package authz
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestBearerToken(t *testing.T) {
 	tests := []struct {
@@ -57,19 +60,36 @@ func contains(s, sub string) bool {
 	return false
 }
 
-func TestChallenge(t *testing.T) {
+// TestIsB64Token checks the b64token syntax of RFC 6750 on every single byte and on typical tokens.
+func TestIsB64Token(t *testing.T) {
+	for c := range 256 {
+		s := string([]byte{byte(c)})
+		want := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c < 128 && strings.IndexByte("-._~+/", byte(c)) >= 0
+		if got := isB64Token(s); got != want {
+			t.Errorf("isB64Token(%q) = %v, want %v", s, got, want)
+		}
+		if got := isB64Token("a" + s + "b"); got != want {
+			t.Errorf("isB64Token(%q) = %v, want %v", "a"+s+"b", got, want)
+		}
+	}
 	tests := []struct {
-		c    Challenge
-		want string
+		token string
+		want  bool
 	}{
-		{Challenge{ResourceMetadata: "https://h/.well-known/oauth-protected-resource/mcp"}, `Bearer resource_metadata="https://h/.well-known/oauth-protected-resource/mcp"`},
-		{Challenge{ResourceMetadata: "https://h/x", Error: "invalid_token", Description: "token expired"}, `Bearer resource_metadata="https://h/x", error="invalid_token", error_description="token expired"`},
-		{Challenge{ResourceMetadata: "https://h/x", Error: "insufficient_scope", Description: "needs admin", Scope: "tools:admin tools:read"}, `Bearer resource_metadata="https://h/x", error="insufficient_scope", error_description="needs admin", scope="tools:admin tools:read"`},
-		{Challenge{ResourceMetadata: "https://h/x", Error: "invalid_request", Description: "bad \"quote\" \\ and\nnewline é"}, `Bearer resource_metadata="https://h/x", error="invalid_request", error_description="bad 'quote' ' and'newline '"`},
+		{"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln-_", true},
+		{"abc==", true},
+		{"abc=", true},
+		{"=", false},
+		{"", false},
+		{"ab=c", false},
+		{"abc==x", false},
+		{"a b", false},
+		{"abc\u00e9", false},
+		{"tok/en+~.", true},
 	}
 	for _, tc := range tests {
-		if got := tc.c.String(); got != tc.want {
-			t.Errorf("got  %s\nwant %s", got, tc.want)
+		if got := isB64Token(tc.token); got != tc.want {
+			t.Errorf("isB64Token(%q) = %v, want %v", tc.token, got, tc.want)
 		}
 	}
 }

@@ -1,0 +1,82 @@
+package authz
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// recordCheck counts the decision by reason code and records its duration by decision word.
+func (t *Telemetry) recordCheck(ctx context.Context, d *Decision, elapsed time.Duration) {
+	if t.checks == nil {
+		return
+	}
+	t.checks.Add(ctx, 1, t.checkOutcome[d.Code])
+	t.duration.Record(ctx, elapsed.Seconds(), t.durationAttrs[d.Code.Decision()])
+}
+
+// ObserveFetch is a FetchObserver counting key set fetches, failures and skipped keys per issuer.
+func (t *Telemetry) ObserveFetch(issuer string, err error, _, skipped int) {
+	if t == nil || t.fetches == nil {
+		return
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attribute.String("issuer", issuer)))
+	t.fetches.Add(context.Background(), 1, opt)
+	if err != nil {
+		t.fetchFailures.Add(context.Background(), 1, opt)
+	}
+	if skipped > 0 {
+		t.keysSkipped.Add(context.Background(), int64(skipped), opt)
+	}
+}
+
+// ObserveKeySets reports the age of each loaded key set (mcp_authz_keyset_age_seconds, by issuer).
+func (t *Telemetry) ObserveKeySets(keys []*KeySet) error {
+	if t == nil || t.meter == nil {
+		return nil
+	}
+	_, err := t.meter.Float64ObservableGauge("mcp_authz.keyset.age", metric.WithUnit("s"),
+		metric.WithDescription("Time since the key set in use was fetched, by issuer; absent until loaded."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			now := time.Now()
+			for _, k := range keys {
+				if k.Ready() {
+					o.Observe(k.Age(now).Seconds(), metric.WithAttributes(attribute.String("issuer", k.issuer)))
+				}
+			}
+			return nil
+		}))
+	return err
+}
+
+// ObservePolicy reports the policy generation in use and whether the last load succeeded, as read from
+// state at each collection (mcp_authz_policy_generation, mcp_authz_policy_last_load_success). A live
+// reloader hands its own status function; a policy loaded once reports generation 1, loaded.
+func (t *Telemetry) ObservePolicy(state func() (generation int64, ok bool)) error {
+	if t == nil || t.meter == nil {
+		return nil
+	}
+	gen, err := t.meter.Int64ObservableGauge("mcp_authz.policy.generation",
+		metric.WithDescription("Generation of the policy in use; it grows with every successful load."))
+	if err != nil {
+		return err
+	}
+	loaded, err := t.meter.Int64ObservableGauge("mcp_authz.policy.last_load_success",
+		metric.WithDescription("1 when the last policy load succeeded, else 0."))
+	if err != nil {
+		return err
+	}
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		g, ok := state()
+		o.ObserveInt64(gen, g)
+		v := int64(0)
+		if ok {
+			v = 1
+		}
+		o.ObserveInt64(loaded, v)
+		return nil
+	}, gen, loaded)
+	return err
+}
