@@ -62,8 +62,8 @@ type keySnapshot struct {
 	fetched time.Time            // the set's version: strictly increasing from one snapshot to the next
 }
 
-// FetchObserver is told the outcome of every key-set fetch (for metrics): keys installed and keys skipped as
-// unusable (both zero on a failed fetch, except skipped when every key was). It may be nil.
+// FetchObserver is told the outcome of every key-set fetch: keys installed and keys skipped as unusable
+// (both zero on a failed fetch, except skipped when every key was). Telemetry.ObserveFetch is one.
 type FetchObserver func(issuer string, err error, keys, skipped int)
 
 // maxDocumentBytes bounds discovery and JWKS documents.
@@ -76,16 +76,17 @@ const DefaultFetchTimeout = 10 * time.Second
 // KeySetOption changes a KeySet built by NewKeySet.
 type KeySetOption func(*KeySet)
 
-// WithKeySetTelemetry traces fetches with t: a span per fetch (a child of the Check that triggered it on
-// an unknown `kid`), and a root span per background refresh.
-func WithKeySetTelemetry(t *Telemetry) KeySetOption { return func(k *KeySet) { k.tel = t } }
+// WithFetchObserver tells f, instead of the Telemetry's metrics, the outcome of every fetch.
+func WithFetchObserver(f FetchObserver) KeySetOption { return func(k *KeySet) { k.observe = f } }
 
 // WithFetchTimeout bounds each fetch (discovery and JWKS together) by d instead of DefaultFetchTimeout.
 func WithFetchTimeout(d time.Duration) KeySetOption { return func(k *KeySet) { k.timeout = d } }
 
-// NewKeySet returns the key set of one configured issuer. Nothing is fetched until Run or Keys. It warns
-// about a discovery URL in plain http to a host that is not a loopback one.
-func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, observe FetchObserver, opts ...KeySetOption) *KeySet {
+// NewKeySet returns the key set of one configured issuer. Nothing is fetched until Run or Keys. Fetches are
+// reported to tel (nil: not at all): a span per fetch (a child of the Check that triggered it on an unknown
+// `kid`, a root span per background refresh) and the fetch metrics. It warns about a discovery URL in plain
+// http to a host that is not a loopback one.
+func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, tel *Telemetry, opts ...KeySetOption) *KeySet {
 	k := &KeySet{
 		issuer:       is.Issuer,
 		discoveryURL: is.DiscoveryURL,
@@ -94,7 +95,8 @@ func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, observe 
 		every:        time.Duration(is.RefreshInterval),
 		minInterval:  time.Duration(is.MinRefreshInterval),
 		timeout:      DefaultFetchTimeout,
-		observe:      observe,
+		tel:          tel,
+		observe:      tel.ObserveFetch, // a nil *Telemetry observes nothing
 	}
 	for _, o := range opts {
 		o(k)

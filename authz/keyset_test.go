@@ -226,7 +226,7 @@ func newKeysEnv(t testing.TB, f *fakeIdP, is config.Issuer, client *http.Client,
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
-	e.keySet = authz.NewKeySet(is, client, slog.New(slog.NewTextHandler(e.log, nil)), e.fetches.observe, opts...)
+	e.keySet = authz.NewKeySet(is, client, slog.New(slog.NewTextHandler(e.log, nil)), nil, append(opts, authz.WithFetchObserver(e.fetches.observe))...)
 	var err error
 	e.verifier, err = authz.NewVerifier([]config.Issuer{is}, map[string]*authz.KeySet{is.Issuer: e.keySet}, time.Minute, time.Now, authz.WithTokenCache(0))
 	if err != nil {
@@ -377,7 +377,7 @@ func TestKeysSkippedMetric(t *testing.T) {
 	f := startFakeIdP(t)
 	f.handle("/jwks", serveJWKS(t, `{"kty":"AKP","kid":"pq"}`, `{"kty":"oct","k":"AAAA"}`, rsaKey(t, "good")))
 	is := f.issuer(time.Hour, time.Hour)
-	ks := authz.NewKeySet(is, &http.Client{Timeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), tel.ObserveFetch)
+	ks := authz.NewKeySet(is, &http.Client{Timeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), tel)
 	if _, err := ks.Keys(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ policy: {paths: [../deploy/policies]}
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	ks := authz.NewKeySet(cfg.Issuers[0], srv.Client(), log, tel.ObserveFetch, authz.WithKeySetTelemetry(tel))
+	ks := authz.NewKeySet(cfg.Issuers[0], srv.Client(), log, tel)
 	if _, err := ks.Keys(ctx, ""); err != nil {
 		tb.Fatal(err)
 	}

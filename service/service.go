@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	keys := map[string]*authz.KeySet{}
 	s := &Service{cfg: cfg, log: log, telemetry: o.telemetry}
 	for _, is := range cfg.Issuers {
-		ks := authz.NewKeySet(is, client, log, tel.ObserveFetch, authz.WithKeySetTelemetry(tel))
+		ks := authz.NewKeySet(is, client, log, tel)
 		keys[is.Issuer] = ks
 		s.keys = append(s.keys, ks)
 	}
