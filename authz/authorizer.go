@@ -164,11 +164,11 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 func (a *Authorizer) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	t := a.tel
 	if t == nil || t.tracer == nil {
-		return a.verifier.Verify(ctx, raw, audiences)
+		return a.verifier.verify(ctx, raw, audiences)
 	}
 	ctx, span := t.tracer.Start(ctx, spanVerify)
 	defer span.End()
-	id, e := a.verifier.Verify(ctx, raw, audiences)
+	id, e := a.verifier.verify(ctx, raw, audiences)
 	if e != nil {
 		span.SetAttributes(attrReason.String(redactTokens(e.Error())))
 		if e.Unavailable {

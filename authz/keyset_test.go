@@ -238,7 +238,9 @@ func newKeysEnv(t testing.TB, f *fakeIdP, is config.Issuer, client *http.Client,
 // verify returns the error description of verifying tok ("" when valid), with "503: " before it when the
 // failure is the key set's unavailability.
 func (e *keysEnv) verify(ctx context.Context, tok string) string {
-	_, verr := e.verifier.Verify(ctx, tok, []string{keysResource})
+	_, err := e.verifier.Verify(ctx, tok, []string{keysResource})
+	var verr *authz.Error
+	errors.As(err, &verr)
 	switch {
 	case verr == nil:
 		return ""

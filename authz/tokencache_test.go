@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -179,8 +180,9 @@ func (f *cacheFixture) assertSameAsFresh(t *testing.T, tok, audience string) str
 	if !sameIdentity(gotID, wantID) {
 		t.Fatalf("cached verifier identity %+v, fresh verification %+v", gotID, wantID)
 	}
-	if gotErr != nil {
-		return gotErr.Description
+	var e *authz.Error
+	if errors.As(gotErr, &e) {
+		return e.Description
 	}
 	return ""
 }

@@ -73,10 +73,18 @@ func (v *Verifier) Ready() error {
 }
 
 // Verify checks the token's signature, header and registered claims. audiences are the `aud` values that name
-// the targeted resource (its URL unless configured), accepted when the issuer configures no audiences of its
-// own (possible only with a single resource). A failure is an *Error: 401
-// invalid_token with a specific description, or 503 when the issuer's keys could not be loaded.
-func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
+// the targeted resource (its URL unless configured). A failure is an *Error (errors.As): 401 invalid_token
+// with a specific description, or, Unavailable, 503 when the issuer's keys could not be loaded.
+func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (*Identity, error) {
+	id, e := v.verify(ctx, raw, audiences)
+	if e != nil {
+		return nil, e
+	}
+	return id, nil
+}
+
+// verify is Verify with the refusal's own type, for the Authorizer.
+func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	if len(raw) > maxTokenBytes {
 		return nil, errInvalidToken("token too large")
 	}

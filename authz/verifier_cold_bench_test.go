@@ -11,7 +11,7 @@ import (
 
 // verifier is what BenchmarkVerify calls.
 type verifier interface {
-	Verify(ctx context.Context, raw string, audiences []string) (*authz.Identity, *authz.Error)
+	Verify(ctx context.Context, raw string, audiences []string) (*authz.Identity, error)
 }
 
 // coldVerifier is a verifier of e's issuer without the token cache: every call verifies afresh, as the first

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -211,7 +212,11 @@ func TestVerifyRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for i, v := range []*authz.Verifier{e.verifier, e.verifier, cached, cached} {
-				id, verr := v.Verify(context.Background(), tc.token, []string{keysResource})
+				id, err := v.Verify(context.Background(), tc.token, []string{keysResource})
+				var verr *authz.Error
+				if err != nil && !errors.As(err, &verr) {
+					t.Fatalf("try %d: %v is not an *authz.Error", i, err)
+				}
 				switch {
 				case tc.want == "":
 					if verr != nil || id == nil || id.Subject != "alice" {
