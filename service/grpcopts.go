@@ -10,10 +10,8 @@ import (
 
 // grpcOptions are the options of the gRPC server. Its streams are served by a pool of worker goroutines
 // (8 per core, at least 64, more than the Checks a proxy usually has in flight) instead of a new goroutine
-// per RPC: a policy evaluation needs a deep stack, and a fresh goroutine grows its stack by copying on every
-// Check (runtime.copystack was 14-17% of the CPU profile under load). Workers keep their grown stacks; when
-// every worker is busy, gRPC starts a goroutine per RPC as before. What stack copying remains (about 6% under
-// load) is the garbage collector shrinking idle workers' stacks; GODEBUG=gcshrinkstackoff=1 removes it.
+// per RPC: a policy evaluation needs a deep stack, which a fresh goroutine would grow by copying on every
+// Check, while a worker keeps its grown stack. When every worker is busy, gRPC starts a goroutine per RPC.
 //
 // The other options bound what one client may cost: streams per connection, how often it may ping, and how
 // long a connection lives (maxAge; 0 is forever), after which it is closed gracefully so that the proxy
