@@ -151,7 +151,9 @@ func runEndurance(o options) (int, error) {
 			default:
 			}
 		}
+		cpu0 := c.cpuTime()
 		r := fixedRate(ctx, c.client, corpus, true, max(o.concurrency, 64), rate, min(step, eo.duration-elapsed))
+		cores := (c.cpuTime() - cpu0).Seconds() / r.elapsed.Seconds()
 		sent += r.sent
 		wrong += r.mismatches
 		failed += r.rpcErrors
@@ -166,8 +168,8 @@ func runEndurance(o options) (int, error) {
 			s.generation = ps.Generation
 		}
 		samples = append(samples, s)
-		fmt.Printf("t=%4.0fs  checks %8d  wrong %d  errors %d  p50 %s p99 %s  RSS %.1f MiB  heap after GC %.1f MiB  goroutines %d  policy generation %d\n",
-			s.at.Seconds(), sent, wrong, failed, ms(r.percentile(0.5)), ms(r.percentile(0.99)), float64(s.rssKiB)/1024, float64(s.heap)/(1<<20), s.goroutines, s.generation)
+		fmt.Printf("t=%4.0fs  checks %8d  wrong %d  errors %d  p50 %s p99 %s  CPU %.2f cores  RSS %.1f MiB  heap after GC %.1f MiB  goroutines %d  policy generation %d\n",
+			s.at.Seconds(), sent, wrong, failed, ms(r.percentile(0.5)), ms(r.percentile(0.99)), cores, float64(s.rssKiB)/1024, float64(s.heap)/(1<<20), s.goroutines, s.generation)
 	}
 	written := reloads.stop()
 	time.Sleep(2 * time.Second) // the last rewrite is loaded (debounce, compile)

@@ -44,6 +44,8 @@ type overloadRow struct {
 	rssEnd          int64 // KiB, right after the run
 	goroutinesStart int
 	peak            peaks
+	serverCPU       time.Duration // CPU time the target used during the flood
+	generatorCPU    time.Duration // CPU time this process used during the flood
 }
 
 // runOverload measures how mcp-authz behaves beyond its capacity, with each configured concurrency limit:
@@ -115,7 +117,9 @@ func floodRow(ctx context.Context, c *child, corpus []benchenv.Case, verify bool
 		row.goroutinesStart = ms.Goroutines
 	}
 	w := watch(c, 100*time.Millisecond)
+	cpu0, self0 := c.cpuTime(), selfCPU()
 	row.r = flood(ctx, c.client, corpus, verify, row.rate, o.duration, o.inflight, o.timeout)
+	row.serverCPU, row.generatorCPU = c.cpuTime()-cpu0, selfCPU()-self0
 	row.peak = w.stop()
 	row.rssEnd = c.rssKiB()
 	fmt.Fprintf(os.Stderr, "%s at %.1f×S (%.0f/s): decided %d, shed %d, timed out %d, failed %d, skipped %d, wrong %d; decided p99 %v\n",
@@ -164,7 +168,7 @@ func saturation(ctx context.Context, e *modeEnv, o options, corpus []benchenv.Ca
 // reportOverload prints the overload table and what it shows, and returns 1 on any wrong decision.
 func reportOverload(w io.Writer, rows []overloadRow) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tload\toffered/s\tsent\tskipped\tdecided\tdecided/s\tshed\ttimed out\tfailed\tp50\tp99\tp99 ÷ p99@0.5×S\tshed p99\tRSS MiB start→peak→end\tgoroutines start→peak\theap MiB peak\twrong\t")
+	fmt.Fprintln(tw, "target\tload\toffered/s\tsent\tskipped\tdecided\tdecided/s\tshed\ttimed out\tfailed\tp50\tp99\tp99 ÷ p99@0.5×S\tshed p99\tserver CPU cores\tdecided per server CPU s\tgenerator CPU cores\tRSS MiB start→peak→end\tgoroutines start→peak\theap MiB peak\twrong\t")
 	status := 0
 	ref := map[int]floodResult{}
 	for _, row := range rows {
@@ -178,9 +182,14 @@ func reportOverload(w io.Writer, rows []overloadRow) int {
 		if p := percentile(ref[row.limit].decidedLat, 0.99); p > 0 && row.multiple != 0.5 {
 			ratio = fmt.Sprintf("%.1f", float64(percentile(r.decidedLat, 0.99))/float64(p))
 		}
-		fmt.Fprintf(tw, "%s\t%.1f×S\t%.0f\t%d\t%d\t%d\t%.0f\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.1f→%.1f→%.1f\t%d→%d\t%.1f\t%d\t\n",
+		perCPU := "-"
+		if row.serverCPU > 0 {
+			perCPU = fmt.Sprintf("%.0f", float64(r.decided)/row.serverCPU.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%.1f×S\t%.0f\t%d\t%d\t%d\t%.0f\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t%.2f\t%.1f→%.1f→%.1f\t%d→%d\t%.1f\t%d\t\n",
 			row.name(), row.multiple, row.rate, r.sent, r.skipped, r.decided, float64(r.decided)/r.elapsed.Seconds(), r.shed, r.timedOut, r.failed,
 			ms(percentile(r.decidedLat, 0.5)), ms(percentile(r.decidedLat, 0.99)), ratio, ms(percentile(r.shedLat, 0.99)),
+			row.serverCPU.Seconds()/r.elapsed.Seconds(), perCPU, row.generatorCPU.Seconds()/r.elapsed.Seconds(),
 			float64(row.rssStart)/1024, float64(row.peak.rssKiB)/1024, float64(row.rssEnd)/1024,
 			row.goroutinesStart, row.peak.goroutines, float64(row.peak.heapInuse)/(1<<20), r.wrong)
 		if r.wrong > 0 {
@@ -188,7 +197,7 @@ func reportOverload(w io.Writer, rows []overloadRow) int {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "decided: answered with a decision (allow or deny); shed: refused at once with UNAVAILABLE (no decision: Envoy answers status_on_error, fail closed); timed out: no answer within the deadline; skipped: due while the generator had its bound in flight, not sent")
+	fmt.Fprintln(w, "decided: answered with a decision (allow or deny); shed: refused at once with UNAVAILABLE (no decision: Envoy answers status_on_error, fail closed); timed out: no answer within the deadline; skipped: due while the generator had its bound in flight, not sent; CPU cores: CPU time used ÷ wall time (the machine's other load takes the rest)")
 	for _, row := range rows {
 		if row.r.firstErr != "" {
 			fmt.Fprintf(w, "%s at %.1f×S: first failure: %.300s\n", row.name(), row.multiple, row.r.firstErr)
