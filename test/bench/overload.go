@@ -34,7 +34,7 @@ func (o *overloadOptions) flags() {
 	flag.DurationVar(&o.timeout, "overload-timeout", 500*time.Millisecond, "overload: deadline of each Check (the shipped Envoy configuration's ext_authz timeout)")
 }
 
-// overloadRow is one flood of one mcp-authz child.
+// overloadRow is one flood of one target: the floor (limit 0) or an mcp-authz child.
 type overloadRow struct {
 	limit           int
 	multiple        float64
