@@ -14,6 +14,15 @@
 // at half of that throughput for the p99 at half saturation. Every answer of the baseline and of mcp-authz
 // is checked against the expected decision; a mismatch or an RPC error makes the exit status 1.
 //
+// Two other scenarios replace the comparison when their flag is given (docs/reliability.md):
+//
+//   - -overload 2,4 (overload.go): mcp-authz driven open-loop beyond its saturation throughput, with several
+//     server.max_concurrent_checks, counting what is decided, shed and timed out;
+//   - -endurance 10m (endurance.go, `make soak`): a long run of a mixed corpus with a signing key rotation
+//     and policy reloads, checking every decision and sampling memory and goroutines.
+//
+// The rolling restart under load is a test: TestRollingRestart (restart_test.go).
+//
 // ghz (v0.120.0) is not used: its summary counts RPC status codes, and an ext_authz deny is an RPC that
 // succeeds, so it cannot tell allows from denies, let alone check them.
 package main
@@ -64,6 +73,8 @@ type options struct {
 	pin         bool
 	latencyAt   float64
 	soak        time.Duration
+	overload    overloadOptions
+	endurance   enduranceOptions
 }
 
 func main() {
@@ -82,12 +93,15 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mcp-authz during its first saturation run to this file")
 	flag.DurationVar(&o.soak, "soak", 0, "after the table, drive mcp-authz at half saturation this long, printing its RSS and heap every tenth of it")
 	flag.Float64Var(&o.latencyAt, "latency-at", 0.5, "the open-loop latency run's rate, as a fraction of the saturation throughput")
+	o.overload.flags()
+	o.endurance.flags()
 	flag.BoolVar(&o.pin, "pin", false, "pin the load generator to the first half of the CPUs and every target to the other half, so that they never compete for a core (GOMAXPROCS follows)")
 	flag.StringVar(&so.cpus, "cpus", "", "internal: CPUs of the target (child process)")
 	flag.StringVar(&so.kind, "serve", "", "internal: run one target server (child process)")
 	flag.StringVar(&so.issuer, "issuer", "", "internal: issuer URL")
 	flag.StringVar(&so.jwksFile, "jwks", "", "internal: JWKS file of the baseline")
 	flag.StringVar(&so.dataFile, "data", "", "internal: policy data file of the baseline")
+	flag.StringVar(&so.extra, "config-extra", "", "internal: YAML appended to mcp-authz's configuration")
 	flag.Parse()
 	if so.kind != "" {
 		if err := pinTo(so.cpus); err != nil {
@@ -105,7 +119,16 @@ func main() {
 	// The load generator's own collections delay the answers it times: collect less often (the targets,
 	// child processes, run with the Go defaults).
 	debug.SetGCPercent(400)
-	code, err := run(o)
+	var code int
+	var err error
+	switch {
+	case o.overload.multiples != "":
+		code, err = runOverload(o)
+	case o.endurance.duration > 0:
+		code, err = runEndurance(o)
+	default:
+		code, err = run(o)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)

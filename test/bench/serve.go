@@ -28,6 +28,7 @@ type serveOptions struct {
 	dataFile string
 	logLevel string // mcp-authz decision log level; "off" discards the log
 	cpus     string // CPUs the child is pinned to ("" = not pinned)
+	extra    string // mcp-authz: configuration appended to the benchmark's (e.g. a server: section)
 }
 
 // memStats is what a child reports of its Go runtime, for allocations per check and heap size.
@@ -36,11 +37,21 @@ type memStats struct {
 	TotalAlloc uint64 `json:"total_alloc"`
 	HeapInuse  uint64 `json:"heap_inuse"`
 	NumGC      uint32 `json:"num_gc"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// policyStats is what an mcp-authz child reports of its live policy.
+type policyStats struct {
+	Generation uint64 `json:"generation"`
+	Loads      uint64 `json:"loads"`
+	Failures   uint64 `json:"failures"`
+	Error      string `json:"error,omitempty"`
 }
 
 // serve runs one target server in this (child) process until stdin closes: it prints
 // "LISTEN <grpc address> <stats address>" once ready. The stats listener serves /stats (runtime.MemStats,
-// with ?gc=1 after a collection) and /debug/pprof/.
+// with ?gc=1 after a collection, and the goroutine count), /debug/pprof/ and, for mcp-authz, /policy (the
+// live policy's status: generation and load counts).
 func serve(o serveOptions) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -61,18 +72,20 @@ func serve(o serveOptions) error {
 		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		json.NewEncoder(w).Encode(memStats{Mallocs: m.Mallocs, TotalAlloc: m.TotalAlloc, HeapInuse: m.HeapInuse, NumGC: m.NumGC})
+		json.NewEncoder(w).Encode(memStats{Mallocs: m.Mallocs, TotalAlloc: m.TotalAlloc, HeapInuse: m.HeapInuse, NumGC: m.NumGC, Goroutines: runtime.NumGoroutine()})
 	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/goroutine", pprof.Handler("goroutine"))
+	mux.Handle("/debug/pprof/heap", pprof.Handler("heap"))
 	stats := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go stats.Serve(sl)
 	defer stats.Close()
 
 	switch o.kind {
 	case "mcp-authz":
-		return serveAuthz(ctx, o, gl, sl.Addr().String(), "")
+		return serveAuthz(ctx, o, gl, sl.Addr().String(), mux, o.extra)
 	case "mcp-authz-claims":
-		return serveAuthz(ctx, o, gl, sl.Addr().String(), "dynamic_metadata: {claims: true}\n")
+		return serveAuthz(ctx, o, gl, sl.Addr().String(), mux, "dynamic_metadata: {claims: true}\n"+o.extra)
 	case "floor", "baseline", "baseline-jwtcache":
 		s := grpc.NewServer()
 		if o.kind == "floor" {
@@ -93,7 +106,7 @@ func serve(o serveOptions) error {
 
 // serveAuthz runs mcp-authz as `mcp-authz serve` does (service.New, then Serve), logging its decisions
 // as `mcp-authz serve` logs them (JSON lines, batched per log.flush_interval) to the child's stderr (which the parent sends to a file), and announces itself once ready.
-func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr, extraConfig string) error {
+func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr string, mux *http.ServeMux, extraConfig string) error {
 	level := o.logLevel
 	var w io.Writer = os.Stderr
 	if level == "off" {
@@ -109,6 +122,10 @@ func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr,
 	if err != nil {
 		return err
 	}
+	mux.HandleFunc("/policy", func(w http.ResponseWriter, _ *http.Request) {
+		st := svc.Policy().Status()
+		json.NewEncoder(w).Encode(policyStats{Generation: st.Generation, Loads: st.Loads, Failures: st.Failures, Error: st.Error})
+	})
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
