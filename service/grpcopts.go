@@ -26,6 +26,6 @@ func grpcOptions(limit *checkLimit, maxAge time.Duration) []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(uint32(max(1024, cap(limit.slots)))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(params),
-		grpc.ChainUnaryInterceptor(limit.unary),
+		grpc.InTapHandle(limit.tap),
 	}
 }

@@ -10,15 +10,17 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
-// checkLimit bounds the Checks decided at once, over gRPC and HTTP together. A Check over the bound is
-// refused at once rather than queued: under overload a queue only adds latency to every Check until the
-// proxy's own timeout turns them all into errors, while a fast refusal lets the proxy fail closed (or retry
-// on another replica) and keeps the admitted Checks' latency bounded.
+// checkLimit bounds the Checks in progress, over gRPC and HTTP together. A Check over the bound is refused
+// at once rather than queued: under overload a queue only adds latency to every Check until the proxy's own
+// timeout turns them all into errors, while a fast refusal lets the proxy fail closed (or retry on another
+// replica) and keeps the admitted Checks' latency bounded. A gRPC Check counts from the moment its stream
+// arrives (tap), before its request is read or decoded, for that is where the queue forms when the CPU is
+// short, and until its stream ends.
 type checkLimit struct {
 	slots   chan struct{}
 	shed    metric.Int64Counter
@@ -55,16 +57,18 @@ func (l *checkLimit) acquire(ctx context.Context, transport string) bool {
 
 func (l *checkLimit) release() { <-l.slots }
 
-// unary limits ext_authz Check calls; every other method (health, reflection) passes.
-func (l *checkLimit) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if info.FullMethod != checkMethod {
-		return handler(ctx, req)
+// tap admits an ext_authz Check stream as it arrives, or refuses it with UNAVAILABLE before anything of it
+// is read; the slot is released when the stream's context ends, however the stream ends. Other methods
+// (health, reflection) pass.
+func (l *checkLimit) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != checkMethod {
+		return ctx, nil
 	}
 	if !l.acquire(ctx, "grpc") {
 		return nil, status.Error(codes.Unavailable, "mcp-authz overloaded: check refused without a decision")
 	}
-	defer l.release()
-	return handler(ctx, req)
+	context.AfterFunc(ctx, l.release)
+	return ctx, nil
 }
 
 // handler limits HTTP authorization requests: over the bound, 503 (nginx and Caddy fail closed on it).

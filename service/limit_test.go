@@ -6,40 +6,38 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/metric/noop"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
-// TestCheckLimit fills every slot with a Check that waits, then checks that one more is refused at once
-// (gRPC UNAVAILABLE, HTTP 503), that other gRPC methods still pass, and that a freed slot admits again.
+// TestCheckLimit fills every slot with a Check stream in progress, then checks that one more is refused at
+// once (gRPC UNAVAILABLE at its arrival, HTTP 503), that other gRPC methods still pass, and that the slots
+// come back when the streams end.
 func TestCheckLimit(t *testing.T) {
 	const n = 3
 	l, err := newCheckLimit(n, noop.NewMeterProvider().Meter("test"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var started, done sync.WaitGroup
-	blocking := func(context.Context, any) (any, error) { started.Done(); <-release; return "decided", nil }
-	check := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	check := &tap.Info{FullMethodName: checkMethod}
+	var ends []context.CancelFunc
 	for range n {
-		started.Add(1)
-		done.Add(1)
-		go func() { defer done.Done(); l.unary(context.Background(), nil, check, blocking) }()
+		ctx, end := context.WithCancel(context.Background())
+		ends = append(ends, end)
+		if _, err := l.tap(ctx, check); err != nil {
+			t.Fatalf("Check %d within the limit refused: %v", len(ends), err)
+		}
 	}
-	started.Wait()
-
-	quick := func(context.Context, any) (any, error) { return "decided", nil }
-	if _, err := l.unary(context.Background(), nil, check, quick); status.Code(err) != codes.Unavailable {
+	if _, err := l.tap(context.Background(), check); status.Code(err) != codes.Unavailable {
 		t.Errorf("gRPC Check over the limit: %v, want UNAVAILABLE", err)
 	}
-	if v, err := l.unary(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}, quick); err != nil || v != "decided" {
-		t.Errorf("health check over the limit: %v %v, want it served", v, err)
+	if _, err := l.tap(context.Background(), &tap.Info{FullMethodName: "/grpc.health.v1.Health/Check"}); err != nil {
+		t.Errorf("health check over the limit: %v, want it served", err)
 	}
 	w := httptest.NewRecorder()
 	l.handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).ServeHTTP(w, httptest.NewRequest("GET", "/authz", nil))
@@ -47,12 +45,19 @@ func TestCheckLimit(t *testing.T) {
 		t.Errorf("HTTP check over the limit: %d %v, want 503 with Retry-After", w.Code, w.Header())
 	}
 
-	close(release)
-	done.Wait()
-	if v, err := l.unary(context.Background(), nil, check, quick); err != nil || v != "decided" {
-		t.Errorf("Check after slots were freed: %v %v", v, err)
+	for _, end := range ends {
+		end()
 	}
-	if len(l.slots) != 0 {
-		t.Errorf("%d slots still held", len(l.slots))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(l.slots) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d slots still held after every stream ended", len(l.slots))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, end := context.WithCancel(context.Background())
+	defer end()
+	if _, err := l.tap(ctx, check); err != nil {
+		t.Errorf("Check after slots were freed: %v", err)
 	}
 }
