@@ -56,7 +56,7 @@ type Listen struct {
 type Server struct {
 	// MaxConcurrentChecks bounds the Checks decided at once, over gRPC and /authz together. A Check over the
 	// bound is refused at once (gRPC UNAVAILABLE, which Envoy answers with status_on_error and may retry on
-	// another replica; HTTP 503) instead of waiting in an unbounded queue. Default 1024.
+	// another replica; HTTP 503) instead of waiting in an unbounded queue. Default 256.
 	MaxConcurrentChecks int `json:"max_concurrent_checks,omitempty"`
 	// MaxConnectionAge closes a gRPC connection gracefully after this long, so that a Kubernetes Service
 	// spreads Envoy's long-lived connections over new replicas. Default 10m; 0s never.
@@ -331,7 +331,7 @@ func (c *Config) applyDefaults() {
 		c.Listen.HTTP = "127.0.0.1:8080"
 	}
 	if c.Server.MaxConcurrentChecks == 0 {
-		c.Server.MaxConcurrentChecks = 1024
+		c.Server.MaxConcurrentChecks = 256
 	}
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = Duration(10 * time.Second)

@@ -26,7 +26,7 @@ policy: {paths: ["."]}
 		{"subject header", c.IdentityHeaders.Subject, "x-mcp-subject"},
 		{"algorithms", strings.Join(c.Issuers[0].Algorithms, ","), strings.Join(DefaultAlgorithms, ",")},
 		{"forward_auth.request_headers", c.ForwardAuth.RequestHeaders, "forwarded"},
-		{"server.max_concurrent_checks", fmt.Sprint(c.Server.MaxConcurrentChecks), "1024"},
+		{"server.max_concurrent_checks", fmt.Sprint(c.Server.MaxConcurrentChecks), "256"},
 		{"server.max_connection_age", c.Server.ConnectionAge().String(), "10m0s"},
 		{"server.shutdown_timeout", time.Duration(c.Server.ShutdownTimeout).String(), "10s"},
 	}

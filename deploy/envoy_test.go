@@ -306,6 +306,9 @@ func checkEnvoy(bs *bootstrapv3.Bootstrap, cfg config.Config, mode string) []err
 			if gs.GetTimeout().AsDuration() <= 0 {
 				bad("ext_authz: grpc_service.timeout must be set")
 			}
+			if rp := gs.GetRetryPolicy(); rp.GetNumRetries().GetValue() < 1 || !strings.Contains(rp.GetRetryOn(), "unavailable") {
+				bad("ext_authz: grpc_service.retry_policy must retry unavailable (a replica shedding load or shutting down) at least once")
+			}
 			if !atPort(authzCluster, grpcPort) {
 				bad("ext_authz: cluster %s does not reach mcp-authz listen.grpc port %s", authzCluster, grpcPort)
 			}
@@ -511,6 +514,7 @@ func TestEnvoyNegative(t *testing.T) {
 		{"unknown typed_config type", "envoy/envoy.yaml", "v3.HeaderMutation", "v3.HeaderMutations", "HeaderMutations"},
 		{"PGV rule", "envoy/envoy.yaml", "connect_timeout: 1s", "connect_timeout: -1s", "ConnectTimeout"},
 		{"PGV rule inside typed_config", "envoy/envoy.yaml", "stat_prefix: mcp_ingress", "stat_prefix: \"\"", "StatPrefix"},
+		{"no retry on unavailable", "envoy/envoy.yaml", "retry_on: unavailable", "retry_on: internal", "retry_policy"},
 		{"fail open", "envoy/envoy.yaml", "failure_mode_allow: false", "failure_mode_allow: true", "failure_mode_allow"},
 		{"no status_on_error", "envoy/envoy.yaml", "status_on_error: {code: 503}", "status_on_error: {code: 403}", "status_on_error"},
 		{"mutations not validated", "envoy/envoy.yaml", "validate_mutations: true", "validate_mutations: false", "validate_mutations"},

@@ -27,7 +27,7 @@ type overloadOptions struct {
 
 func (o *overloadOptions) flags() {
 	flag.StringVar(&o.multiples, "overload", "", "run the overload scenario instead of the comparison: measure the saturation throughput S of mcp-authz, then drive it open-loop at these multiples of S (e.g. 2,4) and at 0.5 for reference, with each -overload-limits")
-	flag.StringVar(&o.limits, "overload-limits", "64,1024,1000000", "overload: the server.max_concurrent_checks to run with, one mcp-authz child each (1000000 is effectively no limit)")
+	flag.StringVar(&o.limits, "overload-limits", "64,256,1000000", "overload: the server.max_concurrent_checks to run with, one mcp-authz child each (1000000 is effectively no limit)")
 	flag.DurationVar(&o.duration, "overload-duration", 8*time.Second, "overload: length of the run at each multiple")
 	flag.IntVar(&o.inflight, "overload-inflight", 4096, "overload: Checks the generator keeps in flight at most (more than the limits, to overload them); a Check due beyond that is skipped and counted")
 	flag.IntVar(&o.users, "overload-users", 5000, "overload: users of the mixed corpus (each Check then verifies a signature, so S is low enough for this process to offer several times S); 0 takes the benchmark corpus (-users), which this process cannot offer 2×S of on 2 shared cores")
