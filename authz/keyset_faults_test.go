@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,7 +55,7 @@ func (l *faultLoad) one(kind, tok string) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
 	defer cancel()
 	start := time.Now()
-	_, verr := l.verifier.Verify(ctx, tok, keysResource)
+	_, verr := l.verifier.Verify(ctx, tok, []string{keysResource})
 	elapsed := time.Since(start)
 	answer := "valid"
 	if verr != nil {
@@ -153,7 +154,7 @@ func TestIdPFaultsUnderLoad(t *testing.T) {
 		load.unknown = append(load.unknown, f.mint(t, rsaKey(t, "never-published"), idp.WithHeader("x-n", i)))
 	}
 	revokedTok := f.mint(t, revoked)
-	if _, verr := v.Verify(context.Background(), revokedTok, keysResource); verr != nil {
+	if _, verr := v.Verify(context.Background(), revokedTok, []string{keysResource}); verr != nil {
 		t.Fatalf("token of the key about to be revoked: %v", verr)
 	}
 
@@ -179,7 +180,7 @@ func TestIdPFaultsUnderLoad(t *testing.T) {
 		for _, failure := range failures[:min(len(failures), 5)] {
 			t.Errorf("%s: %s (%d failures)", fault.name, failure, len(failures))
 		}
-		if _, verr := v.Verify(context.Background(), revokedTok, keysResource); verr != nil {
+		if _, verr := v.Verify(context.Background(), revokedTok, []string{keysResource}); verr != nil {
 			t.Errorf("%s: token of a held key: %v", fault.name, verr)
 		}
 	}
@@ -188,8 +189,9 @@ func TestIdPFaultsUnderLoad(t *testing.T) {
 	dropped := time.Now()
 	var last string
 	for time.Since(dropped) < 3*time.Second {
-		_, verr := v.Verify(context.Background(), revokedTok, keysResource)
-		if verr != nil {
+		_, err := v.Verify(context.Background(), revokedTok, []string{keysResource})
+		var verr *authz.Error
+		if errors.As(err, &verr) {
 			last = verr.Description
 			break
 		}
@@ -200,7 +202,7 @@ func TestIdPFaultsUnderLoad(t *testing.T) {
 		t.Fatalf("token of the revoked key still accepted %v after the key was dropped (last %q)", refusedAfter, last)
 	}
 	for range 3 {
-		if _, verr := v.Verify(context.Background(), revokedTok, keysResource); verr == nil {
+		if _, verr := v.Verify(context.Background(), revokedTok, []string{keysResource}); verr == nil {
 			t.Fatal("token of the revoked key accepted again")
 		}
 	}
