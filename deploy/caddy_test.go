@@ -24,8 +24,8 @@ func checkCaddy(src string, identity []string) []error {
 		}
 	}
 	src = strings.Join(lines, "\n")
-	route := src[strings.Index(src, "route {")+1:]
-	if strings.Index(src, "route {") < 0 {
+	_, route, ok := strings.Cut(src, "route {")
+	if !ok {
 		bad("the protected handle needs a route block (Caddy sorts directives outside one)")
 		return errs
 	}

@@ -60,11 +60,11 @@ func TestClassify(t *testing.T) {
 type fakeAuthz struct {
 	authv3.UnimplementedAuthorizationServer
 	n      atomic.Int64
-	answer func(n int64) (*authv3.CheckResponse, error, time.Duration)
+	answer func(n int64) (*authv3.CheckResponse, time.Duration, error)
 }
 
 func (f *fakeAuthz) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	resp, err, wait := f.answer(f.n.Add(1))
+	resp, wait, err := f.answer(f.n.Add(1))
 	select {
 	case <-time.After(wait):
 	case <-ctx.Done():
@@ -78,15 +78,15 @@ func (f *fakeAuthz) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.
 func TestFlood(t *testing.T) {
 	tests := []struct {
 		name     string
-		answer   func(n int64) (*authv3.CheckResponse, error, time.Duration)
+		answer   func(n int64) (*authv3.CheckResponse, time.Duration, error)
 		inflight int
 		check    func(t *testing.T, r floodResult)
 	}{
-		{"every other shed", func(n int64) (*authv3.CheckResponse, error, time.Duration) {
+		{"every other shed", func(n int64) (*authv3.CheckResponse, time.Duration, error) {
 			if n%2 == 0 {
-				return nil, errOverload, 0
+				return nil, 0, errOverload
 			}
-			return okAnswer, nil, 0
+			return okAnswer, 0, nil
 		}, 64, func(t *testing.T, r floodResult) {
 			if r.shed == 0 || r.decided == 0 || r.wrong != 0 || r.timedOut != 0 || r.failed != 0 {
 				t.Errorf("want decided and shed only: %+v", r)
@@ -95,22 +95,22 @@ func TestFlood(t *testing.T) {
 				t.Errorf("decided %d, shed %d: want half each", r.decided, r.shed)
 			}
 		}},
-		{"too slow", func(int64) (*authv3.CheckResponse, error, time.Duration) {
-			return okAnswer, nil, time.Second
+		{"too slow", func(int64) (*authv3.CheckResponse, time.Duration, error) {
+			return okAnswer, time.Second, nil
 		}, 1000, func(t *testing.T, r floodResult) {
 			if r.timedOut != r.sent || r.decided != 0 {
 				t.Errorf("want every Check timed out: %+v", r)
 			}
 		}},
-		{"generator bound", func(int64) (*authv3.CheckResponse, error, time.Duration) {
-			return okAnswer, nil, 50 * time.Millisecond
+		{"generator bound", func(int64) (*authv3.CheckResponse, time.Duration, error) {
+			return okAnswer, 50 * time.Millisecond, nil
 		}, 2, func(t *testing.T, r floodResult) {
 			if r.skipped == 0 || r.decided == 0 {
 				t.Errorf("want Checks skipped at the bound of 2 in flight: %+v", r)
 			}
 		}},
-		{"wrong answers", func(int64) (*authv3.CheckResponse, error, time.Duration) {
-			return denied401, nil, 0
+		{"wrong answers", func(int64) (*authv3.CheckResponse, time.Duration, error) {
+			return denied401, 0, nil
 		}, 64, func(t *testing.T, r floodResult) {
 			if r.wrong != r.sent || r.decided != r.sent {
 				t.Errorf("want every answer a wrong decision: %+v", r)
