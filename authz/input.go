@@ -76,21 +76,13 @@ func (in *requestInput) Lookup(path ast.Ref) (*ast.Term, bool) {
 		case "method":
 			t = ast.StringTerm(m.Method)
 		case "tool":
-			if m.Tool != "" {
-				t = ast.StringTerm(m.Tool)
-			}
+			t = optionalString(m.Tool)
 		case "uri":
-			if m.URI != "" {
-				t = ast.StringTerm(m.URI)
-			}
+			t = optionalString(m.URI)
 		case "prompt":
-			if m.Prompt != "" {
-				t = ast.StringTerm(m.Prompt)
-			}
+			t = optionalString(m.Prompt)
 		case "protocol_version":
-			if m.ProtocolVersion != "" {
-				t = ast.StringTerm(m.ProtocolVersion)
-			}
+			t = optionalString(m.ProtocolVersion)
 		case "source":
 			t = sourceTerm(m)
 		case "id":
@@ -129,6 +121,14 @@ var inputKey = struct {
 	ast.StringTerm("token"), ast.StringTerm("request"), ast.StringTerm("method"), ast.StringTerm("host"), ast.StringTerm("path"),
 	ast.StringTerm("headers"), ast.StringTerm("resource"), ast.StringTerm("mcp"), ast.StringTerm("id"), ast.StringTerm("tool"),
 	ast.StringTerm("uri"), ast.StringTerm("prompt"), ast.StringTerm("protocol_version"), ast.StringTerm("source"),
+}
+
+// optionalString is the term of a member that is absent when empty.
+func optionalString(s string) *ast.Term {
+	if s == "" {
+		return nil
+	}
+	return ast.StringTerm(s)
 }
 
 // The values of input.mcp.source, built once.
@@ -185,17 +185,13 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 				m.Insert(inputKey.id, ast.NewTerm(id))
 			}
 		}
-		if msg.Tool != "" {
-			m.Insert(inputKey.tool, ast.StringTerm(msg.Tool))
-		}
-		if msg.URI != "" {
-			m.Insert(inputKey.uri, ast.StringTerm(msg.URI))
-		}
-		if msg.Prompt != "" {
-			m.Insert(inputKey.prompt, ast.StringTerm(msg.Prompt))
-		}
-		if msg.ProtocolVersion != "" {
-			m.Insert(inputKey.protocolVersion, ast.StringTerm(msg.ProtocolVersion))
+		for _, f := range [...]struct {
+			key   *ast.Term
+			value string
+		}{{inputKey.tool, msg.Tool}, {inputKey.uri, msg.URI}, {inputKey.prompt, msg.Prompt}, {inputKey.protocolVersion, msg.ProtocolVersion}} {
+			if t := optionalString(f.value); t != nil {
+				m.Insert(f.key, t)
+			}
 		}
 		m.Insert(inputKey.source, sourceTerm(msg))
 		in.Insert(inputKey.mcp, ast.NewTerm(m))
