@@ -251,18 +251,25 @@ func (e *keysEnv) verify(ctx context.Context, tok string) string {
 	}
 }
 
+// ecKey is a new ES256 private key with kid.
 func ecKey(t testing.TB, kid string) jwk.Key {
 	t.Helper()
 	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return keyOf(t, raw, kid, jwa.ES256)
+}
+
+// keyOf is raw as a jwk.Key with kid and alg.
+func keyOf(t testing.TB, raw any, kid string, alg jwa.SignatureAlgorithm) jwk.Key {
+	t.Helper()
 	k, err := jwk.FromRaw(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Set(jwk.KeyIDKey, kid)
-	k.Set(jwk.AlgorithmKey, jwa.ES256)
+	k.Set(jwk.AlgorithmKey, alg)
 	return k
 }
 

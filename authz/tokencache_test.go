@@ -82,13 +82,7 @@ func rsaKey(t *testing.T, kid string) jwk.Key {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := jwk.FromRaw(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.Set(jwk.KeyIDKey, kid)
-	k.Set(jwk.AlgorithmKey, jwa.RS256)
-	return k
+	return keyOf(t, raw, kid, jwa.RS256)
 }
 
 // clock is a settable time source.
