@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,15 +27,16 @@ import (
 // one in flight, and waits for it only as long as its own context allows; the fetch itself does not end with
 // that request (others may be waiting for it) but with its own timeout.
 type KeySet struct {
-	issuer       string
-	discoveryURL string
-	client       *http.Client
-	log          *slog.Logger
-	every        time.Duration
-	minInterval  time.Duration
-	timeout      time.Duration // bounds one fetch (discovery and JWKS)
-	observe      FetchObserver
-	tel          *Telemetry // spans of fetches; nil: none
+	issuer        string
+	discoveryURL  string
+	allowInsecure bool // issuers[].allow_insecure_http
+	client        *http.Client
+	log           *slog.Logger
+	every         time.Duration
+	minInterval   time.Duration
+	timeout       time.Duration // bounds one fetch (discovery and JWKS)
+	observe       FetchObserver
+	tel           *Telemetry // spans of fetches; nil: none
 
 	current atomic.Pointer[keySnapshot]
 
@@ -88,15 +88,16 @@ func WithFetchTimeout(d time.Duration) KeySetOption { return func(k *KeySet) { k
 // http to a host that is not a loopback one.
 func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, tel *Telemetry, opts ...KeySetOption) *KeySet {
 	k := &KeySet{
-		issuer:       is.Issuer,
-		discoveryURL: is.DiscoveryURL,
-		client:       client,
-		log:          log.With("issuer", is.Issuer),
-		every:        time.Duration(is.RefreshInterval),
-		minInterval:  time.Duration(is.MinRefreshInterval),
-		timeout:      DefaultFetchTimeout,
-		tel:          tel,
-		observe:      tel.ObserveFetch, // a nil *Telemetry observes nothing
+		issuer:        is.Issuer,
+		discoveryURL:  is.DiscoveryURL,
+		allowInsecure: is.AllowInsecureHTTP,
+		client:        client,
+		log:           log.With("issuer", is.Issuer),
+		every:         time.Duration(is.RefreshInterval),
+		minInterval:   time.Duration(is.MinRefreshInterval),
+		timeout:       DefaultFetchTimeout,
+		tel:           tel,
+		observe:       tel.ObserveFetch, // a nil *Telemetry observes nothing
 	}
 	for _, o := range opts {
 		o(k)
@@ -352,34 +353,26 @@ func (k *KeySet) discoverOnce(ctx context.Context) (string, error) {
 	if doc.JWKSURI == "" {
 		return "", errors.New("discovery: document has no jwks_uri")
 	}
-	if u, err := url.Parse(doc.JWKSURI); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+	u, err := url.Parse(doc.JWKSURI)
+	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
 		return "", fmt.Errorf("discovery: jwks_uri %q is not an absolute http(s) URL", truncate(doc.JWKSURI))
+	}
+	if !k.allowInsecure {
+		// Keys over plain http to another host, or an https discovery handing out an http jwks_uri (a
+		// downgrade), could be replaced on the way.
+		if config.InsecureHTTP(doc.JWKSURI) || u.Scheme == "http" && strings.HasPrefix(k.discoveryURL, "https:") {
+			return "", fmt.Errorf("discovery: jwks_uri %q is plain http (set allow_insecure_http to accept it)", truncate(doc.JWKSURI))
+		}
 	}
 	return doc.JWKSURI, nil
 }
 
-// warnInsecure logs a warning when u is plain http to a host that is not a loopback one: keys fetched that
-// way can be replaced by anyone on the path. It stays a warning, as local stacks and in-cluster IdPs use
-// http.
+// warnInsecure logs a warning when u is plain http to a host that is not a loopback one (allowed only with
+// allow_insecure_http): keys fetched that way can be replaced by anyone on the path.
 func (k *KeySet) warnInsecure(what, u string) {
-	if insecureHTTP(u) {
+	if config.InsecureHTTP(u) {
 		k.log.Warn("signing keys are fetched over plain http from a host that is not loopback: anyone on the network path can replace them", what, u)
 	}
-}
-
-// insecureHTTP reports whether raw is an http URL whose host is neither localhost nor a loopback address
-// (127.0.0.0/8, ::1).
-func insecureHTTP(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil || !strings.EqualFold(u.Scheme, "http") {
-		return false
-	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
 }
 
 // maxLoggedBytes bounds the kid, kty and error text of a skipped key in the log.

@@ -814,6 +814,7 @@ func TestPlainHTTPWarning(t *testing.T) {
 				f.setJWKSURI(tc.jwksURI)
 			}
 			is := f.issuer(time.Hour, time.Hour)
+			is.AllowInsecureHTTP = true // the warning is what stays of the refusal when it is allowed
 			fetch := tc.discovery == ""
 			if !fetch {
 				is.DiscoveryURL = tc.discovery
@@ -838,5 +839,26 @@ func TestPlainHTTPWarning(t *testing.T) {
 				t.Errorf("no warning naming %s in\n%s", tc.want, logs)
 			}
 		})
+	}
+}
+
+// TestPlainHTTPRefused: without allow_insecure_http, a discovery document naming a jwks_uri in plain http to
+// a host that is not loopback, or an https discovery naming an http jwks_uri (a downgrade), is refused.
+func TestPlainHTTPRefused(t *testing.T) {
+	good := rsaKey(t, "good")
+	for _, uri := range []string{"http://keys.example.test/jwks", "http://10.0.0.7/jwks"} {
+		f := startFakeIdP(t)
+		f.handle("/jwks", serveJWKS(t, good))
+		f.setJWKSURI(uri)
+		addr := f.srv.Listener.Addr().String()
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}}
+		e := newKeysEnv(t, f, f.issuer(time.Hour, time.Hour), client)
+		if _, err := e.keySet.Keys(context.Background(), ""); err == nil || !strings.Contains(e.log.String(), "plain http") && !strings.Contains(err.Error(), "plain http") {
+			t.Errorf("%s: keys loaded (%v); want the jwks_uri refused as plain http", uri, err)
+		}
 	}
 }

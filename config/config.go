@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -132,6 +133,10 @@ type Issuer struct {
 	RefreshInterval Duration `json:"refresh_interval,omitempty"`
 	// MinRefreshInterval bounds refetches triggered by an unknown `kid`. Default 10s.
 	MinRefreshInterval Duration `json:"min_refresh_interval,omitempty"`
+	// AllowInsecureHTTP permits a discovery_url, and a jwks_uri, in plain http to a host that is not
+	// loopback: anyone on the network path could then replace the signing keys. Default false: such a
+	// discovery_url is a start-up error, and such a jwks_uri is refused.
+	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
 }
 
 // Policy says where the Rego policies and their data live: local paths (watched and reloaded on change) or
@@ -467,6 +472,8 @@ func (c *Config) Validate() error {
 		p := fmt.Sprintf("issuers[%d]", i)
 		if err := checkURL(is.DiscoveryURL); err != nil {
 			fail(p+".discovery_url", "%v", err)
+		} else if InsecureHTTP(is.DiscoveryURL) && !is.AllowInsecureHTTP {
+			fail(p+".discovery_url", "%q is plain http to a host that is not loopback, so anyone on the path could replace the signing keys: use https, or set allow_insecure_http: true", is.DiscoveryURL)
 		}
 		if is.Issuer == "" {
 			fail(p+".issuer", "required when discovery_url does not end in %s", OIDCDiscoverySuffix)
@@ -580,4 +587,19 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q has no host", s)
 	}
 	return nil
+}
+
+// InsecureHTTP reports whether raw is an http URL whose host is neither localhost nor a loopback address
+// (127.0.0.0/8, ::1): what is fetched from it can be replaced by anyone on the network path.
+func InsecureHTTP(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }

@@ -54,6 +54,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate field", base + "leeway: 1s\nleeway: 2s\n", `key "leeway" already set`},
 		{"leeway too large", base + "leeway: 1h\n", "leeway"},
 		{"log level", base + "log: {level: loud}\n", "log.level"},
+		{"plain http discovery to another host", strings.Replace(base, "https://i/.well-known", "http://idp.example.com/.well-known", 1), "issuers[0].discovery_url: \"http://idp.example.com/.well-known/openid-configuration\" is plain http"},
 		{"negative check limit", base + "server: {max_concurrent_checks: -1}\n", "server.max_concurrent_checks"},
 		{"tiny connection age", base + "server: {max_connection_age: 10ms}\n", "server.max_connection_age"},
 		{"long shutdown delay", base + "server: {shutdown_delay: 1h}\n", "server.shutdown_delay"},
@@ -70,5 +71,32 @@ func TestParseErrorsNameTheField(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestInsecureHTTP checks which URLs are plain http to a host that is not loopback: http to anything but a loopback host.
+func TestInsecureHTTP(t *testing.T) {
+	tests := []struct {
+		url  string
+		want bool
+	}{
+		{"http://idp.example.com/.well-known/openid-configuration", true},
+		{"HTTP://idp.example.com/jwks", true},
+		{"http://10.0.0.7:8080/jwks", true},
+		{"http://[2001:db8::1]/jwks", true},
+		{"http://keycloak.auth.svc.cluster.local/realms/x/protocol/openid-connect/certs", true},
+		{"http://127.0.0.1:8080/jwks", false},
+		{"http://127.5.6.7/jwks", false},
+		{"http://[::1]:9000/jwks", false},
+		{"http://localhost:8080/jwks", false},
+		{"http://LocalHost/jwks", false},
+		{"https://idp.example.com/jwks", false},
+		{"https://10.0.0.7/jwks", false},
+		{"://bad", false},
+	}
+	for _, tc := range tests {
+		if got := InsecureHTTP(tc.url); got != tc.want {
+			t.Errorf("InsecureHTTP(%q) = %v, want %v", tc.url, got, tc.want)
+		}
 	}
 }
