@@ -424,6 +424,9 @@ func parseKey(raw json.RawMessage) (jwk.Key, error) {
 	case jwk.SymmetricKey:
 		return nil, errors.New("symmetric key in a public key set")
 	}
+	if u := key.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+		return nil, fmt.Errorf("key for use %q, not sig", u) // an encryption key never verifies a token
+	}
 	return key, nil
 }
 

@@ -283,6 +283,21 @@ func privateJSON(t testing.TB, key jwk.Key) string {
 	return string(b)
 }
 
+// encJSON is the public JWK of key marked for encryption (use enc), which never verifies a signature.
+func encJSON(t testing.TB, key jwk.Key) string {
+	t.Helper()
+	pub, err := key.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Set(jwk.KeyUsageKey, jwk.ForEncryption)
+	b, err := json.Marshal(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // TestKeySetSkipsUnusableKeys checks that a key set with one key this service cannot use still loads, at
 // start-up and on rotation: the usable keys verify, the unusable one is skipped with a warning naming its kid
 // and kty (never its material) and counted; only a set with no usable key fails.
@@ -301,6 +316,7 @@ func TestKeySetSkipsUnusableKeys(t *testing.T) {
 		{"bad base64 in a member", `{"kty":"OKP","kid":"bad-b64","crv":"Ed25519","x":"!!not base64!!"}`, `kid=bad-b64 kty=OKP`, "!!not base64!!"},
 		{"private key published", privateJSON(t, leaked), `kid=leaked kty=RSA`, ""},
 		{"symmetric key", `{"kty":"oct","kid":"hmac","k":"c3VwZXItc2VjcmV0LWhtYWMta2V5"}`, `kid=hmac kty=oct`, "c3VwZXItc2VjcmV0LWhtYWMta2V5"},
+		{"encryption key", encJSON(t, rsaKey(t, "enc-1")), `kid=enc-1 kty=RSA`, ""},
 		{"not an object", `42`, `kid="" kty=""`, ""},
 		{"kid of another type", `{"kty":"AKP","kid":{"x":"y"}}`, `kid="(map[string]interface {})" kty=AKP`, ""},
 	}
