@@ -69,9 +69,9 @@ type tokenCache struct {
 	mu       sync.RWMutex
 	entries  map[uint64]*cachedToken
 	size     int       // most entries held
-	smallCap int       // entries in small beyond which eviction takes from small
-	small    tokenFIFO // entries not requested again yet since they came in
-	main     tokenFIFO // entries requested again while in small, or back from ghost
+	smallCap int       // eviction takes from small while it holds at least this many (a tenth of size)
+	small    tokenFIFO // new entries, until eviction reaches them
+	main     tokenFIFO // entries requested again while in small, and tokens back from ghost
 	ghost    ghostHashes
 	stats    cacheStats
 }
