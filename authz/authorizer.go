@@ -60,6 +60,9 @@ func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger, opts ...Opt
 	for _, o := range opts {
 		o(a)
 	}
+	if err := a.tel.ObserveTokenCaches(v); err != nil { // once per Authorizer: its verifier's caches
+		return nil, err
+	}
 	return a, nil
 }
 

@@ -123,7 +123,7 @@ func TestIdentityMemo(t *testing.T) {
 		wantBuilt int
 	}{
 		{"token cache on", nil, 2}, // the first request verifies afresh, the next two share the cached token's
-		{"token cache off", []VerifierOption{WithTokenCache(0)}, 3},
+		{"token cache off", []VerifierOption{WithTokenCache(-1)}, 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

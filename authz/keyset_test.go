@@ -228,7 +228,7 @@ func newKeysEnv(t testing.TB, f *fakeIdP, is config.Issuer, client *http.Client,
 	}
 	e.keySet = authz.NewKeySet(is, client, slog.New(slog.NewTextHandler(e.log, nil)), nil, append(opts, authz.WithFetchObserver(e.fetches.observe))...)
 	var err error
-	e.verifier, err = authz.NewVerifier([]config.Issuer{is}, map[string]*authz.KeySet{is.Issuer: e.keySet}, time.Minute, time.Now, authz.WithTokenCache(0))
+	e.verifier, err = authz.NewVerifier([]config.Issuer{is}, map[string]*authz.KeySet{is.Issuer: e.keySet}, time.Minute, time.Now, authz.WithTokenCache(-1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -79,4 +80,52 @@ func (t *Telemetry) ObservePolicy(state func() (generation int64, ok bool)) erro
 		return nil
 	}, gen, loaded)
 	return err
+}
+
+// ObserveTokenCaches reports the counts of v's token caches at each collection, by cache kind (verified,
+// refused): mcp_authz.token_cache.hits (a request answered from the cache), .misses (verified afresh) and
+// .evictions (entries pushed out by newer ones). A request counts once in each cache it looks into: a
+// token missing from the verified cache is looked up in the refused one. The counts are kept by the caches
+// themselves (atomic counters), so a request records nothing through the metrics SDK.
+func (t *Telemetry) ObserveTokenCaches(v *Verifier) error {
+	if t == nil || t.meter == nil || v == nil {
+		return nil
+	}
+	hits, err := t.meter.Int64ObservableCounter("mcp_authz.token_cache.hits", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests answered from a token cache, by cache (verified, refused)."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	misses, err := t.meter.Int64ObservableCounter("mcp_authz.token_cache.misses", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests a token cache could not answer, by cache (verified, refused)."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	evictions, err := t.meter.Int64ObservableCounter("mcp_authz.token_cache.evictions", metric.WithUnit("{entry}"),
+		metric.WithDescription("Token cache entries evicted to make room, by cache (verified, refused)."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	caches := []struct {
+		c    *tokenCache
+		attr metric.ObserveOption
+	}{
+		{v.cache, metric.WithAttributeSet(attribute.NewSet(attribute.String("cache", "verified")))},
+		{v.rejects, metric.WithAttributeSet(attribute.NewSet(attribute.String("cache", "refused")))},
+	}
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, c := range caches {
+			if c.c == nil {
+				continue
+			}
+			o.ObserveInt64(hits, int64(c.c.stats.hits.Load()), c.attr)
+			o.ObserveInt64(misses, int64(c.c.stats.misses.Load()), c.attr)
+			o.ObserveInt64(evictions, int64(c.c.stats.evictions.Load()), c.attr)
+		}
+		return nil
+	}, hits, misses, evictions)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	return nil
 }

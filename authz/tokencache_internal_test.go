@@ -9,7 +9,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-// TestTokenCacheBounded checks that the cache never holds more than its size and evicts the oldest first.
+// TestTokenCacheBounded checks that the cache never holds more than its size and, with no token requested
+// twice, evicts the oldest first.
 func TestTokenCacheBounded(t *testing.T) {
 	now := time.Now()
 	tests := []struct {

@@ -20,6 +20,8 @@ import (
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/test/idp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 const (
@@ -129,7 +131,7 @@ func newCacheFixture(t *testing.T, signing ...jwk.Key) *cacheFixture {
 	if f.cached, err = authz.NewVerifier([]config.Issuer{is}, keys, leeway, f.clock.Now); err != nil {
 		t.Fatal(err)
 	}
-	if f.fresh, err = authz.NewVerifier([]config.Issuer{is}, keys, leeway, f.clock.Now, authz.WithTokenCache(0)); err != nil {
+	if f.fresh, err = authz.NewVerifier([]config.Issuer{is}, keys, leeway, f.clock.Now, authz.WithTokenCache(-1)); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -421,5 +423,49 @@ func TestRejectCache(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTokenCacheMetrics checks the hit and miss counts of both caches as the metrics report them: a valid
+// token misses then hits the verified cache; a token with a bad signature misses it each time, and misses
+// then hits the refused cache, which the valid token's first request also looked into.
+func TestTokenCacheMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	tel, err := authz.NewTelemetry(authz.TelemetryConfig{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := rsaKey(t, "k1")
+	f := newCacheFixture(t, key)
+	if err := tel.ObserveTokenCaches(f.cached); err != nil {
+		t.Fatal(err)
+	}
+	valid := f.mint(t, key, nil)
+	for _, tok := range []string{valid, valid, tamperSignature(valid), tamperSignature(valid)} {
+		f.assertSameAsFresh(t, tok, cacheResource)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range sum.DataPoints {
+					if c, ok := dp.Attributes.Value("cache"); ok {
+						got[m.Name+" "+c.AsString()] = dp.Value
+					}
+				}
+			}
+		}
+	}
+	want := map[string]int64{
+		"mcp_authz.token_cache.hits verified": 1, "mcp_authz.token_cache.misses verified": 3,
+		"mcp_authz.token_cache.hits refused": 1, "mcp_authz.token_cache.misses refused": 2,
+		"mcp_authz.token_cache.evictions verified": 0, "mcp_authz.token_cache.evictions refused": 0,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("token cache metrics %v, want %v", got, want)
 	}
 }

@@ -19,7 +19,7 @@ type verifier interface {
 func coldVerifier(b *testing.B, e *benchenv.Env) verifier {
 	b.Helper()
 	is := e.Config.Issuers[0]
-	v, err := authz.NewVerifier(e.Config.Issuers, map[string]*authz.KeySet{is.Issuer: e.KeySet}, time.Duration(e.Config.Leeway), time.Now, authz.WithTokenCache(0))
+	v, err := authz.NewVerifier(e.Config.Issuers, map[string]*authz.KeySet{is.Issuer: e.KeySet}, time.Duration(e.Config.Leeway), time.Now, authz.WithTokenCache(-1))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -43,6 +43,20 @@ type Config struct {
 	Log Log `json:"log"`
 	// Telemetry configures traces and metrics.
 	Telemetry Telemetry `json:"telemetry"`
+	// TokenCache sizes the caches of verified and refused tokens.
+	TokenCache TokenCache `json:"token_cache"`
+}
+
+// MaxTokenCacheEntries bounds token_cache.max_entries: an entry holds about 5 KiB for a 1 KiB token, so the
+// largest cache is about 1.25 GiB.
+const MaxTokenCacheEntries = 1 << 18
+
+// TokenCache sizes the caches that spare a token's next requests the parsing and the signature check.
+type TokenCache struct {
+	// MaxEntries is how many verified tokens are remembered; the cache of refused tokens (expired, bad
+	// signature) holds as many, up to 1024. Default 4096 (0); a negative value turns both caches off, so that
+	// every request verifies its token afresh. At most MaxTokenCacheEntries.
+	MaxEntries int `json:"max_entries"`
 }
 
 // Listen holds the listener addresses.
@@ -347,6 +361,9 @@ func (c *Config) applyDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
+	if c.TokenCache.MaxEntries == 0 {
+		c.TokenCache.MaxEntries = 4096
+	}
 	if c.Policy.Query == "" {
 		c.Policy.Query = "data.mcp.authz.decision"
 	}
@@ -524,6 +541,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		fail("max_body_bytes", "must not be negative")
+	}
+	if c.TokenCache.MaxEntries > MaxTokenCacheEntries {
+		fail("token_cache.max_entries", "must be at most %d (about 5 KiB each), or negative to turn the token caches off, not %d", MaxTokenCacheEntries, c.TokenCache.MaxEntries)
 	}
 	switch c.ForwardAuth.RequestHeaders {
 	case "forwarded", "original":

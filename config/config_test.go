@@ -29,6 +29,7 @@ policy: {paths: ["."]}
 		{"server.max_concurrent_checks", fmt.Sprint(c.Server.MaxConcurrentChecks), "256"},
 		{"server.max_connection_age", c.Server.ConnectionAge().String(), "10m0s"},
 		{"server.shutdown_timeout", time.Duration(c.Server.ShutdownTimeout).String(), "10s"},
+		{"token_cache.max_entries", fmt.Sprint(c.TokenCache.MaxEntries), "4096"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -56,6 +57,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"log level", base + "log: {level: loud}\n", "log.level"},
 		{"plain http discovery to another host", strings.Replace(base, "https://i/.well-known", "http://idp.example.com/.well-known", 1), "issuers[0].discovery_url: \"http://idp.example.com/.well-known/openid-configuration\" is plain http"},
 		{"negative check limit", base + "server: {max_concurrent_checks: -1}\n", "server.max_concurrent_checks"},
+		{"token cache too large", base + "token_cache: {max_entries: 262145}\n", "token_cache.max_entries: must be at most 262144"},
 		{"tiny connection age", base + "server: {max_connection_age: 10ms}\n", "server.max_connection_age"},
 		{"long shutdown delay", base + "server: {shutdown_delay: 1h}\n", "server.shutdown_delay"},
 		{"forward-auth header family", base + "forward_auth: {request_headers: x-original}\n", "forward_auth.request_headers"},
@@ -98,5 +100,32 @@ func TestInsecureHTTP(t *testing.T) {
 		if got := InsecureHTTP(tc.url); got != tc.want {
 			t.Errorf("InsecureHTTP(%q) = %v, want %v", tc.url, got, tc.want)
 		}
+	}
+}
+
+// TestTokenCacheEntries checks the accepted values of token_cache.max_entries: 0 takes the default, a
+// negative value (caches off) and the largest size are kept as given.
+func TestTokenCacheEntries(t *testing.T) {
+	base := "resources: [{url: \"https://m/mcp\"}]\nissuers: [{discovery_url: \"https://i/.well-known/openid-configuration\"}]\npolicy: {paths: [\".\"]}\n"
+	tests := []struct {
+		yaml string
+		want int
+	}{
+		{"", 4096},
+		{"token_cache: {max_entries: 0}\n", 4096},
+		{"token_cache: {max_entries: -1}\n", -1},
+		{"token_cache: {max_entries: 100}\n", 100},
+		{"token_cache: {max_entries: 262144}\n", MaxTokenCacheEntries},
+	}
+	for _, tc := range tests {
+		t.Run(tc.yaml, func(t *testing.T) {
+			c, err := Parse([]byte(base + tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TokenCache.MaxEntries != tc.want {
+				t.Errorf("max_entries = %d, want %d", c.TokenCache.MaxEntries, tc.want)
+			}
+		})
 	}
 }

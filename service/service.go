@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		keys[is.Issuer] = ks
 		s.keys = append(s.keys, ks)
 	}
-	verifier, err := authz.NewVerifier(cfg.Issuers, keys, time.Duration(cfg.Leeway), time.Now)
+	verifier, err := authz.NewVerifier(cfg.Issuers, keys, time.Duration(cfg.Leeway), time.Now, authz.WithTokenCache(cfg.TokenCache.MaxEntries))
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@
 //   - mcp-authz: the service as `mcp-authz serve` runs it (service.New), with the shipped policies.
 //
 // Every target gets the same corpus of CheckRequests (valid RS256 tokens calling allowed tools, and denies:
-// the restricted tool without its scope, an expired token, a bad signature) from the same Go load generator
-// in this process: a closed-loop run at fixed concurrency for -duration (saturation), then an open-loop run
+// the restricted tool without its scope, an expired token, a bad signature; or another corpus chosen with
+// -corpus, corpus.go) from the same Go load generator in this process: a closed-loop run at fixed concurrency for -duration (saturation), then an open-loop run
 // at half of that throughput for the p99 at half saturation. Every answer of the baseline and of mcp-authz
 // is checked against the expected decision; a mismatch or an RPC error makes the exit status 1.
 //
@@ -75,6 +75,7 @@ type options struct {
 	soak        time.Duration
 	overload    overloadOptions
 	endurance   enduranceOptions
+	corpus      corpusOptions
 }
 
 func main() {
@@ -95,6 +96,7 @@ func main() {
 	flag.Float64Var(&o.latencyAt, "latency-at", 0.5, "the open-loop latency run's rate, as a fraction of the saturation throughput")
 	o.overload.flags()
 	o.endurance.flags()
+	o.corpus.flags()
 	flag.BoolVar(&o.pin, "pin", false, "pin the load generator to the first half of the CPUs and every target to the other half, so that they never compete for a core (GOMAXPROCS follows)")
 	flag.StringVar(&so.cpus, "cpus", "", "internal: CPUs of the target (child process)")
 	flag.StringVar(&so.kind, "serve", "", "internal: run one target server (child process)")
@@ -339,7 +341,7 @@ func run(o options) (int, error) {
 		return 0, err
 	}
 	defer p.Close()
-	corpus, err := benchenv.Corpus(p.Provider, o.users)
+	corpus, corpusLine, err := buildCorpus(p.Provider, o)
 	if err != nil {
 		return 0, err
 	}
@@ -372,13 +374,7 @@ func run(o options) (int, error) {
 		args = append(args, "-cpus", targets)
 	}
 
-	denies := 0
-	for _, c := range corpus {
-		if !c.Allow {
-			denies++
-		}
-	}
-	fmt.Printf("corpus: %d CheckRequests (%d allows with %d valid RS256 tokens calling tools/call, %d denies: restricted tool without scope, expired token, bad signature)\n", len(corpus), len(corpus)-denies, o.users, denies)
+	fmt.Println(corpusLine)
 	fmt.Printf("load: concurrency %d, %v per run, %d round(s), warm-up %v; GOMAXPROCS of every process = %d cores; mcp-authz decision log: %s\n",
 		o.concurrency, o.duration, o.rounds, o.warmup, numCPU(), o.authzLog)
 
