@@ -130,6 +130,11 @@ func (p *plan) start(t testing.TB, issuers string, clients []string) *stack {
 			}
 		}
 		yaml := fmt.Sprintf("resources:\n%sissuers:\n%sleeway: 1s\npolicy: {paths: [%q]}\n", res.String(), issuers, dir)
+		if px.name == "nginx" {
+			// nginx sets both header families; its mcp-authz reads the X-Original-* one, Caddy's the
+			// default X-Forwarded-* one: both forward-auth shapes run through a real proxy.
+			yaml += "forward_auth: {request_headers: original}\n"
+		}
 		az := startAuthz(t, yaml, listen(t), listen(t))
 		switch px.name {
 		case "envoy-standin":
