@@ -15,3 +15,11 @@ func (v *Verifier) RejectedTokens() int {
 	}
 	return v.rejects.len()
 }
+
+// CacheHitsForTest is how many times v's cache of verified tokens answered.
+func (v *Verifier) CacheHitsForTest() uint64 {
+	if v.cache == nil {
+		return 0
+	}
+	return v.cache.stats.hits.Load()
+}

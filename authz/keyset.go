@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type KeySet struct {
 	tel           *Telemetry // spans of fetches; nil: none
 
 	current atomic.Pointer[keySnapshot]
+	loaded  atomic.Int64 // unix nanoseconds of the last successful fetch, for Age
 
 	mu        sync.Mutex // guards lastFetch and inflight
 	lastFetch time.Time  // start of the last fetch, for the minimum refresh interval
@@ -60,6 +62,7 @@ type keySnapshot struct {
 	all     []jwk.Key            // in document order
 	byKID   map[string][]jwk.Key // keys with a kid, by kid, in document order
 	fetched time.Time            // the set's version: strictly increasing from one snapshot to the next
+	digest  [sha256.Size]byte    // of the JWKS document the keys came from; zero when not from a document
 }
 
 // FetchObserver is told the outcome of every key-set fetch: keys installed and keys skipped as unusable
@@ -134,16 +137,17 @@ func (k *KeySet) Run(ctx context.Context) {
 // Ready reports whether keys have been loaded at least once.
 func (k *KeySet) Ready() bool { return k.current.Load() != nil }
 
-// Age is the time since the keys in use were fetched; zero when none were.
+// Age is the time since the keys were last fetched; zero when they never were.
 func (k *KeySet) Age(now time.Time) time.Duration {
-	if s := k.current.Load(); s != nil {
-		return now.Sub(s.fetched)
+	if n := k.loaded.Load(); n != 0 {
+		return now.Sub(time.Unix(0, n))
 	}
 	return 0
 }
 
-// Version identifies the snapshot in use; it changes whenever new keys are installed (even the same keys
-// again), so a token verified under an older snapshot is verified afresh.
+// Version identifies the snapshot in use; it changes whenever other keys are installed, so a token verified
+// under an older snapshot is verified afresh. A fetch that brings the very same JWKS document keeps the
+// version: the same keys give the same answers, and the token caches stay warm across refreshes.
 func (k *KeySet) Version() time.Time {
 	if s := k.current.Load(); s != nil {
 		return s.fetched
@@ -216,14 +220,22 @@ func newSnapshot(keys []jwk.Key, fetched time.Time) *keySnapshot {
 	return s
 }
 
-// install makes keys the snapshot in use, with a version later than the one it replaces. Only the running
-// fetch (and tests, before any fetch) call it.
-func (k *KeySet) install(keys []jwk.Key) {
+// install makes keys, parsed from a JWKS document whose SHA-256 is digest, the snapshot in use, with a
+// version later than the one it replaces; when the document is the one already in use, the snapshot and its
+// version stay. Only the running fetch (and tests, before any fetch, with a zero digest) call it.
+func (k *KeySet) install(keys []jwk.Key, digest [sha256.Size]byte) {
 	now := time.Now()
-	if prev := k.current.Load(); prev != nil && !now.After(prev.fetched) {
+	defer k.loaded.Store(now.UnixNano())
+	prev := k.current.Load()
+	if prev != nil && digest != ([sha256.Size]byte{}) && digest == prev.digest {
+		return
+	}
+	if prev != nil && !now.After(prev.fetched) {
 		now = prev.fetched.Add(time.Nanosecond)
 	}
-	k.current.Store(newSnapshot(keys, now))
+	s := newSnapshot(keys, now)
+	s.digest = digest
+	k.current.Store(s)
 }
 
 // refresh runs a background fetch, or waits for the one in flight. Unlike one started by a request, it
@@ -279,11 +291,11 @@ func (k *KeySet) fetch(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	parsed, skipped, err := k.fetchJWKS(ctx, uri)
+	parsed, digest, skipped, err := k.fetchJWKS(ctx, uri)
 	if err != nil && !checked && ctx.Err() == nil {
 		k.discovered = time.Time{}
 		if next, _, derr := k.discover(ctx); derr == nil && next != uri {
-			parsed, skipped, err = k.fetchJWKS(ctx, next)
+			parsed, digest, skipped, err = k.fetchJWKS(ctx, next)
 		}
 	}
 	if err != nil {
@@ -291,22 +303,22 @@ func (k *KeySet) fetch(ctx context.Context) (err error) {
 		return err
 	}
 	keys = len(parsed)
-	k.install(parsed)
+	k.install(parsed, digest)
 	k.log.Debug("key set loaded", "keys", keys, "skipped", skipped)
 	return nil
 }
 
-// fetchJWKS fetches and parses the key set at uri.
-func (k *KeySet) fetchJWKS(ctx context.Context, uri string) ([]jwk.Key, int, error) {
+// fetchJWKS fetches and parses the key set at uri; digest is the SHA-256 of the document.
+func (k *KeySet) fetchJWKS(ctx context.Context, uri string) (keys []jwk.Key, digest [sha256.Size]byte, skipped int, err error) {
 	body, err := k.get(ctx, uri)
 	if err != nil {
-		return nil, 0, fmt.Errorf("jwks: %w", err)
+		return nil, digest, 0, fmt.Errorf("jwks: %w", err)
 	}
-	keys, skipped, err := parseKeySet(body, k.log)
+	keys, skipped, err = parseKeySet(body, k.log)
 	if err != nil {
-		return nil, skipped, fmt.Errorf("jwks: %s: %w", uri, err)
+		return nil, digest, skipped, fmt.Errorf("jwks: %s: %w", uri, err)
 	}
-	return keys, skipped, nil
+	return keys, sha256.Sum256(body), skipped, nil
 }
 
 // discover returns the jwks_uri to fetch, and whether discovery was asked in this call. It asks discovery

@@ -11,5 +11,5 @@ func installSet(ks *KeySet, set jwk.Set) {
 		key, _ := set.Key(i)
 		keys = append(keys, key)
 	}
-	ks.install(keys)
+	ks.install(keys, [32]byte{})
 }

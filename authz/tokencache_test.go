@@ -156,10 +156,10 @@ func (f *cacheFixture) mint(t *testing.T, key jwk.Key, claims map[string]any) st
 // refreshKeys makes the key set fetch the JWKS again (as a refresh or an unknown kid does).
 func (f *cacheFixture) refreshKeys(t *testing.T) {
 	t.Helper()
-	before := f.keySet.Version()
+	start := time.Now()
 	time.Sleep(2 * time.Millisecond) // past min_refresh_interval
 	f.keySet.Keys(context.Background(), "a-kid-nobody-has")
-	if f.keySet.Version().Equal(before) {
+	if f.keySet.Age(time.Now()) > time.Since(start) {
 		t.Fatal("key set not refreshed")
 	}
 }
@@ -467,5 +467,38 @@ func TestTokenCacheMetrics(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("token cache metrics %v, want %v", got, want)
+	}
+}
+
+// TestRefreshKeepsCacheWarm: a refresh that brings the same JWKS document keeps the key set's version, so
+// cached tokens are answered from the cache (no re-verification every refresh interval); a document with
+// other keys changes the version, and the cached token is verified afresh (and still valid while its key is
+// published).
+func TestRefreshKeepsCacheWarm(t *testing.T) {
+	key, other := rsaKey(t, "k1"), rsaKey(t, "k2")
+	f := newCacheFixture(t, key)
+	tok := f.mint(t, key, nil)
+	if d := f.assertSameAsFresh(t, tok, cacheResource); d != "" {
+		t.Fatalf("valid token refused: %s", d)
+	}
+	before := f.keySet.Version()
+	f.refreshKeys(t)
+	if !f.keySet.Version().Equal(before) {
+		t.Error("the same JWKS document changed the key set version: the token caches are emptied on every refresh")
+	}
+	hits := f.cached.CacheHitsForTest()
+	if d := f.assertSameAsFresh(t, tok, cacheResource); d != "" {
+		t.Fatalf("valid token refused after an unchanged refresh: %s", d)
+	}
+	if f.cached.CacheHitsForTest() != hits+1 {
+		t.Error("the cached token was verified afresh after an unchanged refresh")
+	}
+	f.keys.serve(t, key, other)
+	f.refreshKeys(t)
+	if f.keySet.Version().Equal(before) {
+		t.Error("a JWKS document with another key kept the key set version")
+	}
+	if d := f.assertSameAsFresh(t, tok, cacheResource); d != "" {
+		t.Fatalf("valid token refused after a rotation that kept its key: %s", d)
 	}
 }
