@@ -51,7 +51,7 @@ func TestDecisionLog(t *testing.T) {
 			if tc.tracing {
 				tel, _ = tracing(t, true)
 			}
-			var buf lockedBuffer
+			var buf syncBuffer
 			h := newHarness(t, tel, slog.New(slog.NewJSONHandler(&buf, nil)), "")
 			headers := tc.headers(h)
 			// Three times: after the first, a valid token comes from the token cache, whose log attributes
@@ -137,7 +137,7 @@ func TestAllowSampling(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.rate, func(t *testing.T) {
-			var buf lockedBuffer
+			var buf syncBuffer
 			h := newHarness(t, nil, slog.New(slog.NewJSONHandler(&buf, nil)), "log: {allow_sample_rate: "+tc.rate+"}")
 			allow := request(map[string]string{"authorization": "Bearer " + h.token(t, nil)}, "/mcp", listTools)
 			deny := request(nil, "/mcp", listTools)
@@ -164,4 +164,34 @@ func TestAllowSampling(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawLines are the decision lines as written.
+func (b *syncBuffer) rawLines() []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if strings.Contains(l, `"msg":"decision"`) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// lines are the decision lines, decoded.
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == "decision" {
+			out = append(out, m)
+		}
+	}
+	return out
 }

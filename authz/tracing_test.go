@@ -1,15 +1,12 @@
 package authz_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -201,51 +198,6 @@ func names(spans tracetest.SpanStubs) []string {
 	out := make([]string, len(spans))
 	for i, s := range spans {
 		out[i] = s.Name
-	}
-	return out
-}
-
-// lockedBuffer collects log lines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// rawLines are the decision lines as written.
-func (b *lockedBuffer) rawLines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if strings.Contains(l, `"msg":"decision"`) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		if m["msg"] == "decision" {
-			out = append(out, m)
-		}
 	}
 	return out
 }
