@@ -27,10 +27,10 @@ func (t *trustedIssuer) checkAudience(aud []string, clientID string, resource []
 	return errInvalidToken("token audience does not include this resource")
 }
 
-// canonicalURI is an http(s) URI with its scheme and host lower-cased (RFC 3986 section 6.2.2.1: they are
-// case-insensitive; the MCP specification asks servers to accept an uppercase scheme and host in the
-// resource a token names). The path, and so a trailing "/", stays exact: https://h/mcp and https://h/mcp/ are
-// different resources. Anything else is returned as it is.
+// canonicalURI is an http(s) URI with its scheme and host lower-cased and the scheme's default port dropped
+// (RFC 3986 sections 6.2.2.1 and 6.2.3: both are redundant spellings; the MCP specification asks servers to
+// accept an uppercase scheme and host in the resource a token names). The path, and so a trailing "/",
+// stays exact: https://h/mcp and https://h/mcp/ are different resources. Anything else is returned as it is.
 func canonicalURI(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || !strings.EqualFold(scheme, "https") && !strings.EqualFold(scheme, "http") {
@@ -40,7 +40,8 @@ func canonicalURI(s string) string {
 	if strings.ContainsAny(host, "@?#") {
 		return s // userinfo, or no path: not a resource URI this compares
 	}
-	canon := strings.ToLower(scheme) + "://" + strings.ToLower(host)
+	scheme = strings.ToLower(scheme)
+	canon := scheme + "://" + canonicalHost(host, scheme) // lower-cased, the scheme's default port dropped
 	if strings.Contains(rest, "/") {
 		canon += "/" + path
 	}

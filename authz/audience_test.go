@@ -9,6 +9,9 @@ func TestCanonicalURI(t *testing.T) {
 		{"HTTP://H:8000/MCP", "http://h:8000/MCP"}, // the path stays exact
 		{"https://h/mcp/", "https://h/mcp/"},
 		{"https://H", "https://h"},
+		{"https://h:443/mcp", "https://h/mcp"},
+		{"HTTP://h:80/mcp", "http://h/mcp"},
+		{"https://h:8443/mcp", "https://h:8443/mcp"},
 		{"api://default", "api://default"},
 		{"urn:x:y", "urn:x:y"},
 		{"https://user@H/x", "https://user@H/x"},
@@ -35,6 +38,7 @@ func TestAudienceCanonical(t *testing.T) {
 		{"https://mcp.example.com/mcp", true},
 		{"HTTPS://MCP.EXAMPLE.COM/mcp", true},
 		{"https://MCP.example.com/mcp", true},
+		{"https://mcp.example.com:443/mcp", true},
 		{"https://mcp.example.com/MCP", false},
 		{"https://mcp.example.com/mcp/", false},
 		{"https://other.example.com/mcp", false},
