@@ -87,23 +87,23 @@ func (m *Message) name() (string, bool) {
 func checkHeaders(h mcpHeaders, m *Message) *Error {
 	if m.ProtocolVersion != "" && h.version != m.ProtocolVersion {
 		if h.version == "" {
-			return errHeaderMismatch("MCP-Protocol-Version header missing (body: %q)", quotable(m.ProtocolVersion))
+			return errHeaderMismatch("MCP-Protocol-Version header missing (body: %q)", shown(m.ProtocolVersion))
 		}
-		return errHeaderMismatch("MCP-Protocol-Version header %q does not match the body's %q", quotable(h.version), quotable(m.ProtocolVersion))
+		return errHeaderMismatch("MCP-Protocol-Version header %q does not match the body's %q", shown(h.version), shown(m.ProtocolVersion))
 	}
 	required := modern(h.version) && m.Method != "" // a response (no method) carries no Mcp-Method
 	switch {
 	case h.method != "" && h.method != m.Method:
-		return errHeaderMismatch("Mcp-Method header %q does not match the body's %q", quotable(h.method), quotable(m.Method))
+		return errHeaderMismatch("Mcp-Method header %q does not match the body's %q", shown(h.method), shown(m.Method))
 	case h.method == "" && required:
-		return errHeaderMismatch("Mcp-Method header missing for %s", quotable(m.Method))
+		return errHeaderMismatch("Mcp-Method header missing for %s", shown(m.Method))
 	}
 	bodyName, named := m.name()
 	switch {
 	case h.name != "" && (!named || h.name != bodyName):
-		return errHeaderMismatch("Mcp-Name header %q does not match the body's %q", quotable(h.name), quotable(bodyName))
+		return errHeaderMismatch("Mcp-Name header %q does not match the body's %q", shown(h.name), shown(bodyName))
 	case h.name == "" && named && required:
-		return errHeaderMismatch("Mcp-Name header missing for %s", quotable(m.Method))
+		return errHeaderMismatch("Mcp-Name header missing for %s", shown(m.Method))
 	}
 	return nil
 }
@@ -126,12 +126,12 @@ func messageFromHeaders(h mcpHeaders) (*Message, *Error) {
 		m.Prompt = h.name
 	default:
 		if h.name != "" {
-			return nil, errHeaderMismatch("Mcp-Name header for %s, which has no name", quotable(m.Method))
+			return nil, errHeaderMismatch("Mcp-Name header for %s, which has no name", shown(m.Method))
 		}
 		return m, nil
 	}
 	if h.name == "" {
-		return nil, errHeaderMismatch("Mcp-Name header missing for %s", quotable(m.Method))
+		return nil, errHeaderMismatch("Mcp-Name header missing for %s", shown(m.Method))
 	}
 	return m, nil
 }

@@ -91,3 +91,16 @@ func TestMCPHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderMismatchClipped: a refusal quotes at most 200 bytes of a header or body value, however long.
+func TestHeaderMismatchClipped(t *testing.T) {
+	long := strings.Repeat("a", 100000)
+	h, _ := readMCPHeaders(map[string]string{"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": long})
+	e := checkHeaders(h, &Message{Method: "tools/call", Tool: long + "b", ProtocolVersion: "2026-07-28"})
+	if e == nil {
+		t.Fatal("mismatch not refused")
+	}
+	if len(e.Description) > 600 {
+		t.Fatalf("refusal %d bytes long", len(e.Description))
+	}
+}

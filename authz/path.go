@@ -42,11 +42,11 @@ func checkPath(path string) error {
 	return nil
 }
 
-// shown is a path as a refusal quotes it: printable, and cut to 200 bytes (a path can be as large as the
-// proxy's header limit).
-func shown(p string) string {
-	if len(p) > 200 {
-		p = p[:200] + "..."
+// shown is a value of the request (a path, a header, a JSON-RPC name) as a refusal quotes it: printable, and
+// cut to 200 bytes, for such a value can be as large as the proxy's header or body limit.
+func shown(v string) string {
+	if len(v) > 200 {
+		v = v[:200] + "..."
 	}
-	return quotable(p)
+	return quotable(v)
 }

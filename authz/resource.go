@@ -128,7 +128,7 @@ func (rs *resources) forRequest(req *Request) (*resource, error) {
 	if best := rs.longestMatch(req.Path, func(r *resource) bool { return hostname(r.host) == name }); best != nil {
 		return best, nil
 	}
-	return nil, fmt.Errorf("no configured resource matches host %q and path %q", quotable(req.Host), quotable(pathOnly(req.Path)))
+	return nil, fmt.Errorf("no configured resource matches host %q and path %q", shown(req.Host), shown(pathOnly(req.Path)))
 }
 
 func (rs *resources) longestMatch(path string, hostMatches func(*resource) bool) *resource {

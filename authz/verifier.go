@@ -229,10 +229,10 @@ func (c *keyChoice) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Sign
 	}
 	alg := h.Algorithm()
 	if !t.algorithms[alg] {
-		return errInvalidToken(fmt.Sprintf("algorithm %s not allowed", quotable(alg.String())))
+		return errInvalidToken(fmt.Sprintf("algorithm %s not allowed", shown(alg.String())))
 	}
 	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.Type(), want) {
-		return errInvalidToken(fmt.Sprintf("token type %q is not %q", quotable(h.Type()), want))
+		return errInvalidToken(fmt.Sprintf("token type %q is not %q", shown(h.Type()), want))
 	}
 	if len(h.Critical()) > 0 {
 		return errInvalidToken("unsupported critical header")
