@@ -32,6 +32,8 @@ type Authorizer struct {
 	log       *slog.Logger
 	allowRate float64    // fraction of allows logged
 	tel       *Telemetry // nil: no spans, no metrics
+	// credentials add what the MCP server gets on an allow besides the identity headers (credential.go).
+	credentials []Credential
 }
 
 // Option changes an Authorizer built by New.
@@ -160,7 +162,18 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 		}
 		return deny(ReasonPolicyDeny, e, "policy deny: "+reason, "Forbidden: "+reason, "")
 	}
-	return a.allow(res, ident, msg, pd.Headers)
+	d := a.allow(res, ident, msg, pd.Headers)
+	if len(a.credentials) > 0 {
+		g := Grant{Resource: res.cfg.URL, Token: raw, Identity: ident, RequestID: requestID(req)}
+		if e := a.addCredentials(ctx, g, d); e != nil {
+			code, message := ReasonPolicyDeny, "Forbidden: "+e.Description
+			if e.Unavailable {
+				code, message = ReasonUnavailable, "Service Unavailable: "+e.Description
+			}
+			return deny(code, e, "upstream credential: "+e.Error(), message, "")
+		}
+	}
+	return d
 }
 
 // verify runs the Verifier inside a span.

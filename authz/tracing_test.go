@@ -29,8 +29,8 @@ type harness struct {
 	authz *authz.Authorizer
 }
 
-// newHarness builds the harness; extra is appended to the configuration document.
-func newHarness(tb testing.TB, tel *authz.Telemetry, log *slog.Logger, extra string) *harness {
+// newHarness builds the harness; extra is appended to the configuration document, opts to the Authorizer's.
+func newHarness(tb testing.TB, tel *authz.Telemetry, log *slog.Logger, extra string, opts ...authz.Option) *harness {
 	tb.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	p, err := idp.New("http://" + srv.Listener.Addr().String())
@@ -61,7 +61,7 @@ policy: {paths: [../deploy/policies]}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	a, err := authz.New(cfg, v, pol, log, authz.WithTelemetry(tel))
+	a, err := authz.New(cfg, v, pol, log, append([]authz.Option{authz.WithTelemetry(tel)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -21,6 +21,10 @@ import (
 type Config struct {
 	// Listen holds the listener addresses.
 	Listen Listen `json:"listen"`
+	// PublicURL is the HTTP listener's URL as MCP clients and servers reach it (through the front proxy or a
+	// load balancer): the issuer of what mcp-authz signs and the base of the endpoints it serves to them.
+	// Default http://<listen.http>; a trailing slash is dropped.
+	PublicURL string `json:"public_url,omitempty"`
 	// Server bounds the work the listeners take on and how the service stops.
 	Server Server `json:"server"`
 	// Resources are the MCP servers behind the proxy; at least one.
@@ -349,6 +353,10 @@ func (c *Config) applyDefaults() {
 	if c.Listen.HTTP == "" {
 		c.Listen.HTTP = "127.0.0.1:8080"
 	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen.HTTP
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if c.Server.MaxConcurrentChecks == 0 {
 		c.Server.MaxConcurrentChecks = 256
 	}
@@ -440,6 +448,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	fail := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if err := checkURL(c.PublicURL); err != nil {
+		fail("public_url", "%v", err)
+	} else if u, _ := url.Parse(c.PublicURL); u.Fragment != "" || u.RawQuery != "" || u.User != nil {
+		fail("public_url", "%q must not have a query, a fragment or user information", c.PublicURL)
 	}
 	if len(c.Resources) == 0 {
 		fail("resources", "at least one resource is required")

@@ -30,6 +30,7 @@ policy: {paths: ["."]}
 		{"server.max_connection_age", c.Server.ConnectionAge().String(), "10m0s"},
 		{"server.shutdown_timeout", time.Duration(c.Server.ShutdownTimeout).String(), "10s"},
 		{"token_cache.max_entries", fmt.Sprint(c.TokenCache.MaxEntries), "4096"},
+		{"public_url", c.PublicURL, "http://127.0.0.1:8080"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -64,6 +65,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"issuer audiences with two resources", strings.Replace(strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/public"}]`, 1), `configuration"}`, `configuration", audiences: [api://mcp]}`, 1), "issuers[0].audiences: an issuer-wide audience with 2 resources"},
 		{"audience shared by two resources", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp", audiences: [api://mcp]}, {url: "https://m/public", audiences: [api://mcp]}]`, 1), `resources[1].audiences[0]: audience "api://mcp" also names resources[0]`},
 		{"audience naming another resource by its url", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp"}, {url: "https://m/public", audiences: ["https://m/mcp"]}]`, 1), "resources[1].audiences[0]"},
+		{"relative public url", base + "public_url: /auth\n", "public_url"},
+		{"public url with query", base + "public_url: https://auth.example.com/?x=1\n", "public_url"},
 		{"empty audience", strings.Replace(base, `[{url: "https://m/mcp"}]`, `[{url: "https://m/mcp", audiences: [""]}]`, 1), "resources[0].audiences[0]: empty"},
 	}
 	for _, tc := range tests {
