@@ -164,7 +164,8 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 	}
 	d := a.allow(res, ident, msg, pd.Headers)
 	if len(a.credentials) > 0 {
-		g := Grant{Resource: res.cfg.URL, Token: raw, Identity: ident, RequestID: requestID(req)}
+		g := Grant{Resource: res.cfg.URL, Token: raw, Identity: ident, RequestID: requestID(req),
+			PolicyRevision: pd.Revision, AssertionClaims: pd.AssertionClaims}
 		if e := a.addCredentials(ctx, g, d); e != nil {
 			code, message := ReasonPolicyDeny, "Forbidden: "+e.Description
 			if e.Unavailable {

@@ -24,6 +24,12 @@ type Grant struct {
 	Identity *Identity
 	// RequestID is the request's x-request-id, cut and scrubbed as in the decision log.
 	RequestID string
+	// PolicyRevision is the revision of the policy generation that allowed the request (empty when the
+	// policy reports none).
+	PolicyRevision string
+	// AssertionClaims are the claims the policy's decision adds to a signed identity assertion
+	// (`assertion_claims`); shared with the policy's decision cache, so never modified.
+	AssertionClaims map[string]any
 }
 
 // WithCredentials adds credentials for the MCP server to every allow, in the order given.

@@ -49,6 +49,29 @@ type Config struct {
 	Telemetry Telemetry `json:"telemetry"`
 	// TokenCache sizes the caches of verified and refused tokens.
 	TokenCache TokenCache `json:"token_cache"`
+	// IdentityAssertion, when set, lets resources with identity_assertion: true receive a short-lived JWT
+	// signed by mcp-authz that says who is calling (see IdentityAssertion).
+	IdentityAssertion *IdentityAssertion `json:"identity_assertion,omitempty"`
+}
+
+// IdentityAssertion configures the signed identity assertion: on an allow to a resource that asks for it,
+// a short-lived JWT signed by mcp-authz in a header, which the MCP server verifies with the JWKS served at
+// <public_url>/.well-known/jwks.json.
+type IdentityAssertion struct {
+	// Issuer is the assertion's `iss`. Default public_url.
+	Issuer string `json:"issuer,omitempty"`
+	// Header names the request header that carries the assertion upstream: a lower-case HTTP token, not an
+	// identity header. Default x-mcp-identity.
+	Header string `json:"header,omitempty"`
+	// TTL is the assertion's longest lifetime (never past the access token's exp). Default 60s, 5s to 10m.
+	TTL Duration `json:"ttl,omitempty"`
+	// SigningKeys are private key files (PEM PKCS#8 or SEC 1 EC P-256, PEM PKCS#8 Ed25519, or JWK), or
+	// directories of them (a mounted Kubernetes Secret): re-read every few seconds. The key of the file whose
+	// name sorts last signs; every other key is published in the JWKS. At least one.
+	SigningKeys []string `json:"signing_keys"`
+	// RotationGrace is how long a key whose file was removed stays published in the JWKS, so that
+	// assertions it signed still verify. Default 10m; at least ttl, at most 24h.
+	RotationGrace Duration `json:"rotation_grace,omitempty"`
 }
 
 // MaxTokenCacheEntries bounds token_cache.max_entries: an entry holds about 5 KiB for a 1 KiB token, so the
@@ -128,6 +151,9 @@ type Resource struct {
 	// api://<app id>). Default: URL. No two resources may share one: a token for one would be valid on
 	// the other.
 	Audiences []string `json:"audiences,omitempty"`
+	// IdentityAssertion, when true, adds the signed identity assertion (the top-level identity_assertion
+	// block, required then) to every allowed request to this resource. Default false.
+	IdentityAssertion bool `json:"identity_assertion,omitempty"`
 }
 
 // Issuer is one trusted identity provider.
@@ -428,6 +454,20 @@ func (c *Config) applyDefaults() {
 			is.MinRefreshInterval = Duration(10 * time.Second)
 		}
 	}
+	if a := c.IdentityAssertion; a != nil {
+		if a.Issuer == "" {
+			a.Issuer = c.PublicURL
+		}
+		if a.Header == "" {
+			a.Header = DefaultAssertionHeader
+		}
+		if a.TTL == 0 {
+			a.TTL = Duration(60 * time.Second)
+		}
+		if a.RotationGrace == 0 {
+			a.RotationGrace = Duration(10 * time.Minute)
+		}
+	}
 	for i := range c.Resources {
 		r := &c.Resources[i]
 		if len(r.AuthorizationServers) == 0 {
@@ -574,10 +614,67 @@ func (c *Config) Validate() error {
 	if f := c.Log.FlushEvery(); f < 0 || f > 10*time.Second {
 		fail("log.flush_interval", "must be between 0s and 10s, not %v", f)
 	}
+	c.validateAssertion(fail)
 	if n := c.Telemetry.ServiceName; strings.TrimSpace(n) != n || strings.ContainsAny(n, "\r\n\x00") {
 		fail("telemetry.service_name", "%q has surrounding spaces or control characters", n)
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultAssertionHeader is the default of identity_assertion.header.
+const DefaultAssertionHeader = "x-mcp-identity"
+
+// validateAssertion checks the identity_assertion block and the resources that ask for it. The key files
+// themselves are read, and refused, when the service starts (package assertion).
+func (c *Config) validateAssertion(fail func(field, format string, a ...any)) {
+	a := c.IdentityAssertion
+	if a == nil {
+		for i, r := range c.Resources {
+			if r.IdentityAssertion {
+				fail(fmt.Sprintf("resources[%d].identity_assertion", i), "needs the top-level identity_assertion block (signing keys)")
+			}
+		}
+		return
+	}
+	if err := checkURL(a.Issuer); err != nil {
+		fail("identity_assertion.issuer", "%v", err)
+	}
+	h := c.IdentityHeaders
+	switch {
+	case !headerToken(a.Header) || strings.ToLower(a.Header) != a.Header:
+		fail("identity_assertion.header", "%q is not a lower-case HTTP header name", a.Header)
+	case a.Header == "authorization" || a.Header == "host" || a.Header == "cookie" || strings.HasPrefix(a.Header, "content-"):
+		fail("identity_assertion.header", "%q is a header the request needs for itself", a.Header)
+	case a.Header == h.Subject || a.Header == h.ClientID || a.Header == h.Scopes || a.Header == h.Issuer || a.Header == h.Email:
+		fail("identity_assertion.header", "%q is also an identity header", a.Header)
+	}
+	if a.TTL < Duration(5*time.Second) || a.TTL > Duration(10*time.Minute) {
+		fail("identity_assertion.ttl", "must be between 5s and 10m, not %v", time.Duration(a.TTL))
+	}
+	if a.RotationGrace < a.TTL || a.RotationGrace > Duration(24*time.Hour) {
+		fail("identity_assertion.rotation_grace", "must be between ttl (%v) and 24h, not %v: an assertion must verify as long as it lives", time.Duration(a.TTL), time.Duration(a.RotationGrace))
+	}
+	if len(a.SigningKeys) == 0 {
+		fail("identity_assertion.signing_keys", "at least one key file or directory is required")
+	}
+	for i, p := range a.SigningKeys {
+		if _, err := os.Stat(p); err != nil {
+			fail(fmt.Sprintf("identity_assertion.signing_keys[%d]", i), "%v", err)
+		}
+	}
+}
+
+// headerToken reports whether s is an HTTP field name (RFC 9110 token).
+func headerToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // validateBundle checks the policy.bundle block.

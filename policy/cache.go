@@ -136,6 +136,7 @@ func (c *decisionCache) sameKey(x, y ast.Value) bool {
 func cloneDecision(d Decision) Decision {
 	d.RequiredScopes = slices.Clone(d.RequiredScopes)
 	d.Headers = maps.Clone(d.Headers)
+	d.AssertionClaims = maps.Clone(d.AssertionClaims)
 	return d
 }
 

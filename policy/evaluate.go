@@ -171,5 +171,10 @@ func decode(v any) (Decision, error) {
 			d.Headers[k] = s
 		}
 	}
+	if cs, ok := doc["assertion_claims"]; ok {
+		if d.AssertionClaims, ok = cs.(map[string]any); !ok {
+			return Decision{}, errors.New("policy decision: assertion_claims is not an object")
+		}
+	}
 	return d, nil
 }

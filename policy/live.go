@@ -126,7 +126,9 @@ func (l *Live) Evaluate(ctx context.Context, in Input) (Decision, error) {
 	if p == nil {
 		return Decision{}, ErrNoPolicy
 	}
-	return p.Evaluate(ctx, in)
+	d, err := p.Evaluate(ctx, in)
+	d.Revision = p.revision
+	return d, err
 }
 
 // policyOptions are the options of every generation this Live loads.
@@ -170,6 +172,7 @@ func (l *Live) install(ctx context.Context, p *Policy, revision string, sources 
 		Loads:       prev.Loads + 1,
 		Failures:    prev.Failures,
 	}
+	p.revision = revision // before the generation is published: never written once it serves
 	l.current.Store(p)
 	l.status.Store(&s)
 	l.log.InfoContext(ctx, "policy loaded", "generation", s.Generation, "revision", revision, "files", p.files, "trigger", trigger)

@@ -25,10 +25,11 @@ const DefaultQuery = "data.mcp.authz.decision"
 
 // Decision is the decision document a policy produces:
 //
-//	{"allow": bool, "reason": string, "required_scopes": [string], "headers": {string: string}}
+//	{"allow": bool, "reason": string, "required_scopes": [string], "headers": {string: string},
+//	 "assertion_claims": {string: any}}
 //
 // A deny with required_scopes asks the client for more scopes (403 insufficient_scope); headers are added
-// to the request sent upstream on an allow.
+// to the request sent upstream on an allow, and assertion_claims to its signed identity assertion.
 type Decision struct {
 	// Allow is true only when the policy said exactly `"allow": true`.
 	Allow bool
@@ -38,6 +39,11 @@ type Decision struct {
 	RequiredScopes []string
 	// Headers are extra headers for the upstream request.
 	Headers map[string]string
+	// AssertionClaims are extra claims for the signed identity assertion of an allow (JSON values as
+	// OPA returns them). Shared with the decision cache: treat them as immutable.
+	AssertionClaims map[string]any
+	// Revision is the revision of the generation that decided (Status.Revision), set by Live.Evaluate.
+	Revision string
 }
 
 // Policy is one compiled generation of the policies. It is immutable and safe for concurrent use.
@@ -53,6 +59,8 @@ type Policy struct {
 	cacheOff string
 	// reads is what the generation can read of its input.
 	reads Reads
+	// revision is the generation's Status.Revision, set by Live before it serves the generation.
+	revision string
 }
 
 // Option tunes the generation Load or FromBundle builds.

@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mcp-authz/mcp-authz/assertion"
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/forwardauth"
 	"github.com/mcp-authz/mcp-authz/policy"
 )
 
-// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness, metrics and the
+// routes is the HTTP listener's handler: Protected Resource Metadata, the identity assertion JWKS (when
+// identity_assertion is configured), liveness, readiness, metrics and the
 // HTTP authorization endpoint (package forwardauth) under /authz. /authz is for the front proxy only: it
 // trusts X-Original-* / X-Forwarded-* headers, so the listener must not be reachable by clients.
 func (s *Service) routes() http.Handler {
@@ -20,6 +22,9 @@ func (s *Service) routes() http.Handler {
 	}
 	mux.HandleFunc("GET "+authz.WellKnownPath, s.metadata)
 	mux.HandleFunc("GET "+authz.WellKnownPath+"/", s.metadata)
+	if s.assertion != nil {
+		mux.Handle("GET "+assertion.JWKSPath, s.assertion)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

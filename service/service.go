@@ -15,6 +15,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/mcp-authz/mcp-authz/assertion"
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/envoy"
@@ -38,7 +39,8 @@ type Service struct {
 	http       *http.Server
 	telemetry  *telemetry.Providers
 	limit      *checkLimit
-	draining   atomic.Bool // set on shutdown: /readyz answers 503 while in-flight requests finish
+	assertion  *assertion.Keys // nil without identity_assertion
+	draining   atomic.Bool     // set on shutdown: /readyz answers 503 while in-flight requests finish
 }
 
 // Option changes a Service built by New.
@@ -84,7 +86,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	s.authorizer, err = authz.New(cfg, verifier, s.policy, log, authz.WithTelemetry(tel))
+	authzOpts := []authz.Option{authz.WithTelemetry(tel)}
+	if a := cfg.IdentityAssertion; a != nil {
+		if s.assertion, err = assertion.LoadKeys(*a, assertion.KeysOptions{Log: log}); err != nil {
+			return nil, err
+		}
+		authzOpts = append(authzOpts, authz.WithCredentials(assertion.NewMinter(cfg, s.assertion, log, nil)))
+	}
+	s.authorizer, err = authz.New(cfg, verifier, s.policy, log, authzOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +161,9 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 			s.log.Error("policy watch stopped", "error", err.Error())
 		}
 	})
+	if s.assertion != nil {
+		go s.assertion.Run(ctx)
+	}
 	go s.watchReadiness(ctx)
 	s.log.Info("mcp-authz serving", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String(), "resources", len(s.cfg.Resources), "issuers", len(s.cfg.Issuers))
 	errc := make(chan error, 2)
