@@ -3,8 +3,10 @@
 // list_files, echo and admin_reset, and records the headers of every HTTP request it receives so tests can
 // check what the front proxy let through (identity headers in, Authorization out).
 //
-// It does no authorization of its own: it trusts the proxy in front of it, as any MCP server behind
-// mcp-authz does.
+// By default it does no authorization of its own: it trusts the proxy in front of it, as an MCP server
+// behind mcp-authz on a private network may. WithIdentityVerifier makes it verify mcp-authz's signed
+// identity assertion instead, and refuse (401) every request without a valid one: then nothing that
+// bypasses the proxy is served, whatever identity headers it forges.
 package mcpserver
 
 import (
@@ -25,11 +27,27 @@ type Record struct {
 	Method, Path string
 	// Header is a copy of the request headers.
 	Header http.Header
+	// Subject is the `sub` of the verified identity assertion (with WithIdentityVerifier).
+	Subject string
+	// Refusal says why the request was refused for its identity assertion (with WithIdentityVerifier);
+	// empty when it was served.
+	Refusal string
 }
+
+// Option changes a Server built by New.
+type Option func(*Server)
+
+// WithRequestLog calls f with the record of every request, once it is decided whether it is served.
+func WithRequestLog(f func(Record)) Option { return func(s *Server) { s.logRequest = f } }
+
+// WithIdentityVerifier makes the server serve only requests whose identity assertion v verifies.
+func WithIdentityVerifier(v *IdentityVerifier) Option { return func(s *Server) { s.verifier = v } }
 
 // Server is the example MCP server. It is safe for concurrent use.
 type Server struct {
-	handler http.Handler
+	handler    http.Handler
+	verifier   *IdentityVerifier // nil: the proxy is trusted
+	logRequest func(Record)      // nil: not logged
 
 	mu      sync.Mutex
 	records []Record
@@ -40,8 +58,11 @@ type Server struct {
 func fileList() []string { return []string{"README.md", "go.mod", "main.go", "notes/todo.txt"} }
 
 // New returns the server.
-func New() *Server {
+func New(opts ...Option) *Server {
 	s := &Server{}
+	for _, o := range opts {
+		o(s)
+	}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "mcp-example-server", Version: "1.0.0"}, nil)
 	mcp.AddTool(srv, &mcp.Tool{Name: "list_files", Description: "List the files of the example project."},
 		func(_ context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, listOut, error) {
@@ -80,14 +101,33 @@ type resetOut struct {
 	Resets int `json:"resets"`
 }
 
-// ServeHTTP records the request, then serves MCP's streamable HTTP transport.
+// ServeHTTP verifies the identity assertion (with WithIdentityVerifier), records the request, then serves
+// MCP's streamable HTTP transport, or refuses the request with 401.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := Record{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()}
+	if s.verifier != nil {
+		tok, err := s.verifier.Verify(r.Context(), r)
+		if err != nil {
+			rec.Refusal = err.Error()
+		} else {
+			rec.Subject = tok.Subject()
+		}
+	}
 	s.mu.Lock()
 	if len(s.records) == maxRecords {
 		s.records = slices.Delete(s.records, 0, 1)
 	}
-	s.records = append(s.records, Record{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+	s.records = append(s.records, rec)
 	s.mu.Unlock()
+	if s.logRequest != nil {
+		s.logRequest(rec)
+	}
+	if rec.Refusal != "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(identityRefusal))
+		return
+	}
 	s.handler.ServeHTTP(w, r)
 }
 
