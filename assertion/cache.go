@@ -34,18 +34,18 @@ func newSlot() any { return new(slot) }
 
 // mintedAssertion is one signed assertion and what it was minted under.
 type mintedAssertion struct {
-	value     string
+	headers   []authz.Header // the assertion's header, shared by every request reusing it: never modified
 	signer    *signingKey
 	revision  string
 	extra     string
 	refreshAt time.Time // half its lifetime: from then on a request mints a new one
 }
 
-// assertion returns the assertion for g to the resource of key (its slot kept in mem), extra being the policy's claims: the
-// cached one while it has more than half its lifetime left and was minted under the same key, policy
+// assertion returns the header of the assertion for g to the resource of key (its slot kept in mem),
+// extra being the policy's claims: the cached one while it has more than half its lifetime left and was minted under the same key, policy
 // revision and claims, else a new one (stored for the next requests). Two requests that miss at once both
 // mint; the last one stays.
-func (m *Minter) assertion(key *slotKey, mem memo, g authz.Grant, extra string, now time.Time) (string, error) {
+func (m *Minter) assertion(key *slotKey, mem memo, g authz.Grant, extra string, now time.Time) ([]authz.Header, error) {
 	v, ok := mem.Memoized(key)
 	if !ok {
 		v = mem.Memo(key, newSlot)
@@ -53,13 +53,14 @@ func (m *Minter) assertion(key *slotKey, mem memo, g authz.Grant, extra string, 
 	s := v.(*slot)
 	signer := m.keys.signer()
 	if c := s.cur.Load(); c != nil && c.signer == signer && c.revision == g.PolicyRevision && c.extra == extra && now.Before(c.refreshAt) {
-		return c.value, nil
+		return c.headers, nil
 	}
 	value, exp, err := m.mint(signer, g, extra, now)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	iat := time.Unix(now.Unix(), 0)
-	s.cur.Store(&mintedAssertion{value: value, signer: signer, revision: g.PolicyRevision, extra: extra, refreshAt: iat.Add(exp.Sub(iat) / 2)})
-	return value, nil
+	hs := []authz.Header{{Name: m.header, Value: value}}
+	s.cur.Store(&mintedAssertion{headers: hs, signer: signer, revision: g.PolicyRevision, extra: extra, refreshAt: iat.Add(exp.Sub(iat) / 2)})
+	return hs, nil
 }

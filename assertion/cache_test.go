@@ -36,11 +36,11 @@ func TestCacheReuse(t *testing.T) {
 	mem := &mapMemo{}
 	get := func(g authz.Grant, extra string, mem memo) string {
 		t.Helper()
-		v, err := m.assertion(key, mem, g, extra, now)
+		hs, err := m.assertion(key, mem, g, extra, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v
+		return hs[0].Value
 	}
 	first := get(g, "", mem)
 	steps := []struct {
@@ -103,12 +103,12 @@ func TestCacheConcurrent(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 50 {
-				v, err := m.assertion(key, mem, g, "", start.Add(time.Duration(w*50+i)*time.Second))
+				hs, err := m.assertion(key, mem, g, "", start.Add(time.Duration(w*50+i)*time.Second))
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				values <- v
+				values <- hs[0].Value
 			}
 		})
 	}

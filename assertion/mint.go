@@ -101,12 +101,12 @@ func (m *Minter) Credential(ctx context.Context, g authz.Grant) ([]authz.Header,
 		return nil, nil
 	}
 	extra := m.extraClaims(ctx, g.AssertionClaims)
-	value, err := m.assertion(key, g.Identity, g, extra, m.now())
+	hs, err := m.assertion(key, g.Identity, g, extra, m.now())
 	if err != nil {
 		m.log.ErrorContext(ctx, "identity assertion not signed", "error", err.Error())
 		return nil, &authz.Error{Status: http.StatusServiceUnavailable, Description: "identity assertion could not be signed", Unavailable: true}
 	}
-	return []authz.Header{{Name: m.header, Value: value}}, nil
+	return hs, nil // shared with the cache: authz copies the headers out, never modifies them
 }
 
 // extraClaims is the JSON object of the policy's claims without the reserved ones, or "" when none are left.

@@ -9,7 +9,8 @@ import (
 // who is calling, or a token for the APIs the server calls next. The Authorizer asks each configured
 // Credential, in order, once the policy has allowed a request; a Credential that has nothing for the
 // resource returns no headers. An *Error refuses the request (the upstream must not be reached without
-// the credential it was configured to get).
+// the credential it was configured to get). The Authorizer only reads the headers returned, so a
+// Credential may hand out the same slice to many requests.
 type Credential interface {
 	Credential(ctx context.Context, g Grant) ([]Header, *Error)
 }

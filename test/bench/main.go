@@ -6,7 +6,9 @@
 //   - floor: a do-nothing server that allows everything with a prebuilt response (gRPC cost only);
 //   - baseline: the same checks done the way an OPA-Envoy deployment does them, JWT verification in Rego
 //     (io.jwt.decode_verify, JWKS as data), built from OPA core (see baseline.go);
-//   - mcp-authz: the service as `mcp-authz serve` runs it (service.New), with the shipped policies.
+//   - mcp-authz: the service as `mcp-authz serve` runs it (service.New), with the shipped policies;
+//   - with -assertion, mcp-authz-assertion too: the same with the signed identity assertion on for the
+//     resource (an ES256 key of its own), reported as a throughput ratio to mcp-authz.
 //
 // Every target gets the same corpus of CheckRequests (valid RS256 tokens calling allowed tools, and denies:
 // the restricted tool without its scope, an expired token, a bad signature; or another corpus chosen with
@@ -76,6 +78,7 @@ type options struct {
 	overload    overloadOptions
 	endurance   enduranceOptions
 	corpus      corpusOptions
+	assertion   bool
 }
 
 func main() {
@@ -97,6 +100,7 @@ func main() {
 	o.overload.flags()
 	o.endurance.flags()
 	o.corpus.flags()
+	flag.BoolVar(&o.assertion, "assertion", false, "also run mcp-authz with the signed identity assertion on (target mcp-authz-assertion), and report its throughput as a ratio to mcp-authz's")
 	flag.BoolVar(&o.pin, "pin", false, "pin the load generator to the first half of the CPUs and every target to the other half, so that they never compete for a core (GOMAXPROCS follows)")
 	flag.StringVar(&so.cpus, "cpus", "", "internal: CPUs of the target (child process)")
 	flag.StringVar(&so.kind, "serve", "", "internal: run one target server (child process)")
@@ -118,6 +122,14 @@ func main() {
 		return
 	}
 	o.targets = strings.Split(targets, ",")
+	if o.assertion {
+		if !slices.Contains(o.targets, "mcp-authz") {
+			o.targets = append(o.targets, "mcp-authz")
+		}
+		if !slices.Contains(o.targets, assertionTarget) {
+			o.targets = append(o.targets, assertionTarget)
+		}
+	}
 	// The load generator's own collections delay the answers it times: collect less often (the targets,
 	// child processes, run with the Go defaults).
 	debug.SetGCPercent(400)
@@ -402,6 +414,11 @@ func run(o options) (int, error) {
 		results[kind] = &targetResult{kind: kind, verified: kind != "floor"}
 		// Warm-up: connections, OPA's and mcp-authz's caches, the Go runtime; not measured.
 		saturate(ctx, c.client, corpus, false, o.concurrency, o.warmup)
+		if kind == assertionTarget {
+			if err := checkAssertion(ctx, c.client, corpus); err != nil {
+				return 0, err
+			}
+		}
 	}
 
 	profiled := false
@@ -545,6 +562,10 @@ func report(w io.Writer, o options, results map[string]*targetResult) int {
 	if f, ok := results["floor"]; ok && okA {
 		r := a.medianRate() / f.medianRate()
 		fmt.Fprintf(w, "ratio mcp-authz/floor    = %.2f  (target >= 0.70: %s)\n", r, verdict(r >= 0.70))
+	}
+	if as, ok := results[assertionTarget]; ok && okA {
+		r := as.medianRate() / a.medianRate()
+		fmt.Fprintf(w, "ratio mcp-authz-assertion/mcp-authz = %.2f  (target >= 0.90: %s)\n", r, verdict(r >= 0.90))
 	}
 	for _, b := range []string{"baseline", "baseline-jwtcache"} {
 		if bl, ok := results[b]; ok && okA {

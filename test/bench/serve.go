@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -21,7 +22,7 @@ import (
 
 // serveOptions configure one server child process.
 type serveOptions struct {
-	kind     string // floor, baseline, baseline-jwtcache, mcp-authz or mcp-authz-claims
+	kind     string // floor, baseline, baseline-jwtcache, mcp-authz, mcp-authz-claims or mcp-authz-assertion
 	issuer   string
 	policies string
 	jwksFile string
@@ -86,6 +87,13 @@ func serve(o serveOptions) error {
 		return serveAuthz(ctx, o, gl, sl.Addr().String(), mux, o.extra)
 	case "mcp-authz-claims":
 		return serveAuthz(ctx, o, gl, sl.Addr().String(), mux, "dynamic_metadata: {claims: true}\n"+o.extra)
+	case assertionTarget:
+		extra, cleanup, err := assertionConfig()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return serveAuthz(ctx, o, gl, sl.Addr().String(), mux, extra+o.extra)
 	case "floor", "baseline", "baseline-jwtcache":
 		s := grpc.NewServer()
 		if o.kind == "floor" {
@@ -112,7 +120,11 @@ func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr 
 	if level == "off" {
 		level, w = "error", io.Discard
 	}
-	cfg, err := config.Parse([]byte(configYAML(o.issuer, o.policies, level) + extraConfig))
+	yaml := configYAML(o.issuer, o.policies, level)
+	if o.kind == assertionTarget {
+		yaml = strings.Replace(yaml, "    name: tools\n", "    name: tools\n    identity_assertion: true\n", 1)
+	}
+	cfg, err := config.Parse([]byte(yaml + extraConfig))
 	if err != nil {
 		return err
 	}
