@@ -5,8 +5,9 @@
 # installed, nginx (auth_request, headers only). Ctrl-C stops everything.
 #
 #   client --> envoy-standin 127.0.0.1:8000/mcp --(Check, with body)--> mcp-authz 127.0.0.1:9191
+#                 --> mcp-example-server 127.0.0.1:8003/mcp (verifies the signed identity assertion)
 #   client --> nginx         127.0.0.1:8002/mcp --(auth_request)-------> mcp-authz 127.0.0.1:8080/authz
-#                 both --> mcp-example-server 127.0.0.1:8001/mcp
+#                 --> mcp-example-server 127.0.0.1:8001/mcp (trusts the identity headers)
 #   mcp-devidp 127.0.0.1:9000: the OpenID provider (approves every login as dev-user)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,12 +31,21 @@ wait_for http://127.0.0.1:9000/.well-known/openid-configuration mcp-devidp
 "$bin/mcp-example-server" -listen 127.0.0.1:8001 >"$logs/mcp-example-server.log" 2>&1 &
 pids+=($!)
 
+# The identity assertion's signing key (EC P-256), made once; mcp-authz re-reads the folder, so a new key
+# file whose name sorts last takes over signing while the old one stays published for rotation_grace.
+mkdir -p "$logs/assertion-keys"
+[ -f "$logs/assertion-keys/local.pem" ] ||
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$logs/assertion-keys/local.pem" 2>/dev/null
+"$bin/mcp-example-server" -listen 127.0.0.1:8003 -identity-jwks http://127.0.0.1:8080/.well-known/jwks.json \
+  -identity-issuer http://127.0.0.1:8080 -identity-audience http://127.0.0.1:8000/mcp >"$logs/mcp-example-server-verifying.log" 2>&1 &
+pids+=($!)
+
 "$bin/mcp-authz" serve --config deploy/local/config.yaml >"$logs/mcp-authz.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:8080/readyz mcp-authz
 
 "$bin/envoy-standin" -listen 127.0.0.1:8000 -authz 127.0.0.1:9191 -metadata http://127.0.0.1:8080 \
-  -upstream http://127.0.0.1:8001 >"$logs/envoy-standin.log" 2>&1 &
+  -upstream http://127.0.0.1:8003 >"$logs/envoy-standin.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp envoy-standin
 
@@ -63,7 +73,10 @@ mcp-authz is ready.
 $nginx_line
   ext_authz gRPC   127.0.0.1:9191   (point a real Envoy's ext_authz filter here)
   metadata         http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp
-  MCP server       http://127.0.0.1:8001/mcp  (mcp-example-server: list_files, echo, admin_reset; no auth of its own)
+  MCP server       http://127.0.0.1:8003/mcp  (mcp-example-server behind the Envoy stand-in: list_files, echo,
+                   admin_reset; refuses (401) any request without mcp-authz's signed identity assertion)
+                   http://127.0.0.1:8001/mcp  (the same behind nginx, trusting its identity headers)
+  JWKS             http://127.0.0.1:8080/.well-known/jwks.json  (verifies the identity assertion)
   development IdP  http://127.0.0.1:9000  (auto-approves logins as dev-user)
   logs             $logs/
 
