@@ -27,7 +27,9 @@ type Authorizer struct {
 	verifier  *Verifier
 	policy    Policy
 	headers   config.IdentityHeaders
-	identity  []string // identity header names, removed when the client sent them and we do not set them
+	// identity are the identity header names and the identity assertion's (when configured): removed when
+	// the client sent them and mcp-authz does not set them, and never set by a policy.
+	identity  []string
 	maxBody   int
 	log       *slog.Logger
 	allowRate float64    // fraction of allows logged
@@ -58,6 +60,9 @@ func New(cfg config.Config, v *Verifier, p Policy, log *slog.Logger, opts ...Opt
 		maxBody:   cfg.MaxBodyBytes,
 		log:       log,
 		allowRate: cfg.Log.AllowRate(),
+	}
+	if ia := cfg.IdentityAssertion; ia != nil {
+		a.identity = append(a.identity, ia.Header)
 	}
 	for _, o := range opts {
 		o(a)

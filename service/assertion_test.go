@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,9 +41,9 @@ func assertionKey(t *testing.T) string {
 }
 
 // TestIdentityAssertion runs mcp-authz with the assertion on for one resource, a policy that adds claims
-// (one of them reserved), and checks over both transports that an allow carries an assertion verifying
-// against the served JWKS, that a second request with the same token reuses it, and that the resource
-// without the assertion gets none.
+// (one of them reserved) and tries to set the assertion header itself, and checks over both transports that an allow carries an assertion verifying
+// against the served JWKS, that the next requests with the same token reuse it, and that the resource
+// without the assertion gets none, a client-sent copy being removed.
 func TestIdentityAssertion(t *testing.T) {
 	p := startIdP(t)
 	dir := policyDir(t, testData, nil)
@@ -52,7 +53,8 @@ func TestIdentityAssertion(t *testing.T) {
 		t.Fatal(err)
 	}
 	patched := strings.Replace(string(rego), `decision := {"allow": true, "reason": "allowed"} if count(denials) == 0`,
-		`decision := {"allow": true, "reason": "allowed", "assertion_claims": {"tenant": "acme", "sub": "mallory"}} if count(denials) == 0`, 1)
+		`decision := {"allow": true, "reason": "allowed", "assertion_claims": {"tenant": "acme", "sub": "mallory"},
+			"headers": {"x-mcp-identity": "forged by the policy"}} if count(denials) == 0`, 1)
 	if patched == string(rego) {
 		t.Fatal("the shipped policy's allow rule changed: update this test")
 	}
@@ -107,7 +109,8 @@ identity_assertion: {signing_keys: [%s], ttl: 30s}
 			if second == "" || third.headers["x-mcp-identity"] != second {
 				t.Error("requests with the same cached token did not reuse the assertion")
 			}
-			req := checkRequest(bearer(mint(t, p, userClaims(map[string]any{"aud": publicURL}))), "/public/mcp", listTools)
+			req := checkRequest(merge(bearer(mint(t, p, userClaims(map[string]any{"aud": publicURL}))), map[string]string{"x-mcp-identity": "forged by the client"}),
+				"/public/mcp", listTools)
 			req.Attributes.ContextExtensions["resource"] = publicURL
 			other := tr.check(t, inst, req)
 			if !other.allowed {
@@ -115,6 +118,9 @@ identity_assertion: {signing_keys: [%s], ttl: 30s}
 			}
 			if v, ok := other.headers["x-mcp-identity"]; ok {
 				t.Errorf("resource without the assertion got one: %q", v)
+			}
+			if !slices.Contains(other.removed, "x-mcp-identity") {
+				t.Errorf("a client-sent assertion header is not removed: %v", other.removed)
 			}
 		})
 	}
