@@ -3,9 +3,13 @@ package assertion
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/elliptic"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -136,5 +140,28 @@ func TestMintOnlyForConfiguredResources(t *testing.T) {
 	}
 	if m.Minted() != 0 {
 		t.Fatal("minted for a resource without the assertion")
+	}
+}
+
+// failingSigner is a key whose signatures fail, as an HSM or a broken key would.
+type failingSigner struct{ crypto.Signer }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("signing device unavailable")
+}
+
+// TestMintFailureRefuses: when the assertion cannot be signed the request is refused as unavailable
+// (503), never allowed without it.
+func TestMintFailureRefuses(t *testing.T) {
+	now := time.Now()
+	m, keys, logs := newMinter(t, &now)
+	good := keys.signer()
+	keys.state.Store(&keyState{signer: &signingKey{kid: good.kid, alg: good.alg, signer: failingSigner{good.signer}, public: good.public}, jwks: keys.JWKS()})
+	hs, e := m.Credential(context.Background(), grant(resourceA, now.Add(time.Hour)))
+	if hs != nil || e == nil || e.Status != http.StatusServiceUnavailable || !e.Unavailable {
+		t.Fatalf("headers %v, error %+v; want a 503 refusal", hs, e)
+	}
+	if !strings.Contains(logs.String(), "signing device unavailable") {
+		t.Errorf("log: %s", logs)
 	}
 }
