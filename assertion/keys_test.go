@@ -251,3 +251,26 @@ func TestJWKSHandler(t *testing.T) {
 		t.Fatalf("%d %v %s", rec.Code, h, rec.Body)
 	}
 }
+
+// TestLoadKeysKubernetesSecret reads a folder laid out as a mounted Kubernetes Secret: each key a symlink
+// into the ..data folder, which the loader does not read as keys of its own.
+func TestLoadKeysKubernetesSecret(t *testing.T) {
+	dir := t.TempDir()
+	version := filepath.Join(dir, "..2026_11_30_03_00_00.000000001")
+	if err := os.Mkdir(version, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeKey(t, filepath.Join(version, "signing.pem"), pemOf(t, newEd25519(t), false))
+	for link, target := range map[string]string{"..data": filepath.Base(version), "signing.pem": "..data/signing.pem"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := LoadKeys(config.IdentityAssertion{SigningKeys: []string{dir}, RotationGrace: config.Duration(time.Minute)}, KeysOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids := jwksKids(t, k.JWKS()); len(kids) != 1 || k.signer().alg != "EdDSA" {
+		t.Fatalf("JWKS kids %v, signer %s", kids, k.signer().alg)
+	}
+}
