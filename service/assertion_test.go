@@ -126,6 +126,34 @@ identity_assertion: {signing_keys: [%s], ttl: 30s}
 	}
 }
 
+// TestIdentityAssertionMetric: the count of assertions signed is exported, and stays below the allows
+// when a token's requests reuse its assertion.
+func TestIdentityAssertionMetric(t *testing.T) {
+	p := startIdP(t)
+	inst := startService(t, fmt.Sprintf(`
+resources: [{url: %s, identity_assertion: true}]
+issuers: [{discovery_url: %s/.well-known/openid-configuration, required_type: at+jwt}]
+policy: {paths: [%s]}
+identity_assertion: {signing_keys: [%s]}
+`, resourceURL, p.Issuer(), policyDir(t, testData, nil), assertionKey(t)), true)
+	token := mint(t, p, userClaims(nil))
+	for range 5 {
+		if o := grpcCheck(t, inst, checkRequest(bearer(token), "/mcp", listTools)); !o.allowed || o.headers["x-mcp-identity"] == "" {
+			t.Fatalf("allow without the assertion: %+v", o)
+		}
+	}
+	families, _ := scrape(t, inst.http)
+	f := families["mcp_authz_identity_assertions_signed_total"]
+	if f == nil {
+		t.Fatal("no mcp_authz_identity_assertions_signed_total")
+	}
+	// The first request verifies the token afresh and signs; the second signs into the cached token's
+	// slot; the others reuse it.
+	if v, ok := value(f, nil); !ok || v != 2 {
+		t.Errorf("assertions signed for 5 allows of one token = %v, want 2", v)
+	}
+}
+
 // TestIdentityAssertionStartup: a refused key stops start-up naming the field, and without the block no
 // JWKS is served.
 func TestIdentityAssertionStartup(t *testing.T) {

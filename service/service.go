@@ -91,7 +91,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		if s.assertion, err = assertion.LoadKeys(*a, assertion.KeysOptions{Log: log}); err != nil {
 			return nil, err
 		}
-		authzOpts = append(authzOpts, authz.WithCredentials(assertion.NewMinter(cfg, s.assertion, log, nil)))
+		minter := assertion.NewMinter(cfg, s.assertion, log, nil)
+		if err := observeAssertions(o.telemetry.MeterProvider().Meter("github.com/mcp-authz/mcp-authz/service"), minter); err != nil {
+			return nil, err
+		}
+		authzOpts = append(authzOpts, authz.WithCredentials(minter))
 	}
 	s.authorizer, err = authz.New(cfg, verifier, s.policy, log, authzOpts...)
 	if err != nil {

@@ -1,8 +1,12 @@
 package service
 
 import (
+	"context"
+
+	"github.com/mcp-authz/mcp-authz/assertion"
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/telemetry"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // newTelemetry is the authorizer's telemetry on the process's providers. Without tracing it gets no tracer
@@ -31,4 +35,16 @@ func observe(t *authz.Telemetry, keys []*authz.KeySet, policy func() (int64, boo
 func (s *Service) policyStatus() (generation int64, ok bool) {
 	st := s.policy.Status()
 	return int64(st.Generation), st.Error == ""
+}
+
+// observeAssertions registers the count of identity assertions signed, read at each scrape: with the
+// allows to the resources that have the assertion on, it tells how often an assertion is reused.
+func observeAssertions(meter metric.Meter, m *assertion.Minter) error {
+	_, err := meter.Int64ObservableCounter("mcp_authz.identity_assertions.signed", metric.WithUnit("{assertion}"),
+		metric.WithDescription("Identity assertions signed (the other allows to resources with identity_assertion reused one)"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(m.Minted()))
+			return nil
+		}))
+	return err
 }
