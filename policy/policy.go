@@ -40,7 +40,7 @@ type Decision struct {
 	// Headers are extra headers for the upstream request.
 	Headers map[string]string
 	// AssertionClaims are extra claims for the signed identity assertion of an allow (JSON values as
-	// OPA returns them). Shared with the decision cache: treat them as immutable.
+	// OPA returns them). Their values are shared with the decision cache: treat them as immutable.
 	AssertionClaims map[string]any
 	// Revision is the revision of the generation that decided (Status.Revision), set by Live.Evaluate.
 	Revision string
