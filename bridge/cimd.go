@@ -167,10 +167,10 @@ func (f *cimdFetcher) fetch(ctx context.Context, u *url.URL, id string) (*client
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || isTimeout(err) {
 			return nil, 0, fmt.Errorf("%w: not fetched within %v", errCIMD, time.Duration(f.cfg.Timeout))
 		}
-		return nil, 0, fmt.Errorf("%w: fetch: %v", errCIMD, err)
+		return nil, 0, fmt.Errorf("%w: fetch: %w", errCIMD, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -184,10 +184,10 @@ func (f *cimdFetcher) fetch(ctx context.Context, u *url.URL, id string) (*client
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(f.cfg.MaxBytes)+1))
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || isTimeout(err) {
 			return nil, 0, fmt.Errorf("%w: not fetched within %v", errCIMD, time.Duration(f.cfg.Timeout))
 		}
-		return nil, 0, fmt.Errorf("%w: read: %v", errCIMD, err)
+		return nil, 0, fmt.Errorf("%w: read: %w", errCIMD, err)
 	}
 	if len(body) > f.cfg.MaxBytes {
 		return nil, 0, fmt.Errorf("%w: larger than %d bytes", errCIMD, f.cfg.MaxBytes)
@@ -231,6 +231,11 @@ func cacheTTL(cc string) time.Duration {
 }
 
 var errPrivateAddress = errors.New("address is not public")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
 
 // dialContext resolves the host itself and dials only the addresses allowed, one after the other.
 func (f *cimdFetcher) dialContext(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -172,9 +172,12 @@ func (b *Bridge) exchange(ctx context.Context, is *issuer, w http.ResponseWriter
 	}
 	if status != http.StatusOK || tok.AccessToken == "" {
 		d.idpError = errorText(tok.Error)
-		switch tok.Error {
-		case "invalid_grant", "invalid_scope", "invalid_request", "invalid_target":
+		switch {
+		case tok.Error == "invalid_grant" || tok.Error == "invalid_scope" || tok.Error == "invalid_request" || tok.Error == "invalid_target":
 			fail(newError(http.StatusBadRequest, tok.Error, "the identity provider refused: "+errorText(tok.ErrorDescription)))
+		case tok.Error == "temporarily_unavailable" || status >= 500:
+			d.outcome, d.reason = "error", fmt.Sprintf("the identity provider answered status %d", status)
+			fail(newError(http.StatusServiceUnavailable, "temporarily_unavailable", "the identity provider is unavailable"))
 		default:
 			d.outcome = "error"
 			d.reason = fmt.Sprintf("the identity provider answered status %d to the bridge's client", status)
