@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConsentPage(t *testing.T) {
@@ -69,20 +70,34 @@ func TestConsentRefusals(t *testing.T) {
 	// Mallory's consent form: valid, for her browser.
 	mallory := e.newFlow(id, redirect)
 	malloryForm := consentForm(t, mallory.authorize().body)
+	// A transaction of Mallory's browser with a CSRF token for this one: only the transaction's own binding
+	// tells them apart.
+	var malloryTx txn
+	if err := e.b.sealer.Open(PurposeConsent, malloryForm.Get("txn"), &malloryTx); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		change func(f *flow, form url.Values)
 		status int
+		want   string
 	}{
-		{"no CSRF token", func(_ *flow, form url.Values) { form.Del("csrf") }, http.StatusForbidden},
-		{"wrong CSRF token", func(_ *flow, form url.Values) { form.Set("csrf", malloryForm.Get("csrf")) }, http.StatusForbidden},
-		{"CSRF token presented as the transaction", func(_ *flow, form url.Values) { form.Set("txn", form.Get("csrf")) }, http.StatusBadRequest},
+		{"no CSRF token", func(_ *flow, form url.Values) { form.Del("csrf") }, http.StatusForbidden, "security token"},
+		{"wrong CSRF token", func(_ *flow, form url.Values) { form.Set("csrf", malloryForm.Get("csrf")) }, http.StatusForbidden, "security token"},
+		{"CSRF token presented as the transaction", func(_ *flow, form url.Values) { form.Set("txn", form.Get("csrf")) }, http.StatusBadRequest, "invalid or expired"},
 		{"another browser's form", func(_ *flow, form url.Values) {
 			form.Set("txn", malloryForm.Get("txn"))
 			form.Set("csrf", malloryForm.Get("csrf"))
-		}, http.StatusForbidden},
-		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden},
-		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest},
+		}, http.StatusForbidden, "security token"},
+		{"another browser's transaction with this browser's CSRF token", func(f *flow, form url.Values) {
+			var tok csrfToken
+			e.b.sealer.Open(PurposeCSRF, form.Get("csrf"), &tok)
+			csrf, _ := e.b.sealer.Seal(PurposeCSRF, csrfToken{Binding: tok.Binding, Txn: malloryTx.ID}, e.clock.now().Add(time.Minute))
+			form.Set("csrf", csrf)
+			form.Set("txn", malloryForm.Get("txn"))
+		}, http.StatusForbidden, "another browser"},
+		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden, "did not start"},
+		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest, "answer is missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +106,8 @@ func TestConsentRefusals(t *testing.T) {
 			form.Set("decision", "allow")
 			tt.change(f, form)
 			r := f.br.postForm(e.iss+"/consent", form)
-			if r.status != tt.status || r.location != nil {
-				t.Fatalf("status %d location %v, want %d page: %s", r.status, r.location, tt.status, r.body)
+			if r.status != tt.status || r.location != nil || !strings.Contains(r.body, tt.want) {
+				t.Fatalf("status %d location %v, want a %d page saying %q: %s", r.status, r.location, tt.status, tt.want, r.body)
 			}
 		})
 	}
