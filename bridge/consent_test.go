@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,10 +29,16 @@ func TestConsentPage(t *testing.T) {
 	}
 	h := r.header
 	csp := h.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", e.idp.Issuer(), "http://127.0.0.1:5555", "style-src 'sha256-"} {
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "style-src 'sha256-"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
+	}
+	// The page's style is the one the policy's hash allows.
+	style := r.body[strings.Index(r.body, "<style>")+len("<style>") : strings.Index(r.body, "</style>")]
+	sum := sha256.Sum256([]byte(style))
+	if !strings.Contains(csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") {
+		t.Errorf("CSP %q does not allow the page's style", csp)
 	}
 	if h.Get("X-Frame-Options") != "DENY" || h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" {
 		t.Errorf("headers %v", h)
