@@ -266,3 +266,22 @@ func TestCIMDCache(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeCIMDResolvedPrivate: at the authorization endpoint, a client id whose host resolves to a
+// loopback address is refused on a page, never fetched.
+func TestAuthorizeCIMDResolvedPrivate(t *testing.T) {
+	doc := newCIMDServer(t)
+	_, port, _ := strings.Cut(strings.TrimPrefix(doc.srv.URL, "http://"), ":")
+	e := newEnv(t, envOptions{cimdYAML: "{allow_http_loopback: true, timeout: 2s}", bridgeOpts: []Option{WithCIMDResolver(
+		func(context.Context, string) ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		})}})
+	id := "https://client.example:" + port + "/client.json"
+	r := e.newFlow(id, "http://127.0.0.1:40001/callback").authorize()
+	if r.status != http.StatusBadRequest || r.location != nil || !strings.Contains(r.body, "not public") {
+		t.Fatalf("%d %v %s", r.status, r.location, r.body)
+	}
+	if doc.hits.Load() != 0 {
+		t.Error("the document was fetched")
+	}
+}

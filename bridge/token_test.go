@@ -180,3 +180,29 @@ func TestReplayCacheBounded(t *testing.T) {
 		t.Error("expired entry not evicted")
 	}
 }
+
+// TestTokenIdPRefusesBridgeClient: the IdP refusing the bridge's own client is the operator's problem: the
+// client gets server_error and the log an error line with the IdP's code.
+func TestTokenIdPRefusesBridgeClient(t *testing.T) {
+	e := newEnv(t, envOptions{idpHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/token") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(`{"error":"invalid_client","error_description":"client authentication failed"}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	redirect := "http://127.0.0.1:5555/cb"
+	f := e.newFlow(e.register(redirect), redirect)
+	r := f.redeem(f.code().Query().Get("code"))
+	if m := decodeJSON(t, r.body); r.status != http.StatusBadGateway || m["error"] != "server_error" {
+		t.Errorf("%d %v", r.status, m)
+	}
+	if !strings.Contains(e.logs.String(), `"level":"ERROR","msg":"bridge decision","component":"bridge","event":"token","outcome":"error"`) ||
+		!strings.Contains(e.logs.String(), `"idp_error":"invalid_client"`) {
+		t.Errorf("log: %s", e.logs.String())
+	}
+}
