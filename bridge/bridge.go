@@ -61,8 +61,8 @@ type issuer struct {
 // Option changes a Bridge built by New.
 type Option func(*Bridge)
 
-// WithHTTPClient sends the requests to the IdPs (discovery, token) with c instead of a client with a 10 s
-// timeout.
+// WithHTTPClient sends the requests to the IdPs (discovery, token) with c instead of a client with an 8 s
+// timeout (within the HTTP listener's 10 s write timeout).
 func WithHTTPClient(c *http.Client) Option { return func(b *Bridge) { b.client = c } }
 
 // WithClock tells time with now instead of time.Now.
@@ -91,7 +91,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 		resources: cfg.Resources,
 		redirects: newRedirectPolicy(cfg.Bridge.RedirectURIs, cfg.Bridge.LoopbackRedirects()),
 		replay:    newReplayCache(1 << 16),
-		client:    &http.Client{Timeout: 10 * time.Second},
+		client:    &http.Client{Timeout: 8 * time.Second},
 		log:       log.With("component", "bridge"),
 		now:       time.Now,
 		publicURL: pu,
