@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -204,5 +206,24 @@ func TestTokenIdPRefusesBridgeClient(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"level":"ERROR","msg":"bridge decision","component":"bridge","event":"token","outcome":"error"`) ||
 		!strings.Contains(e.logs.String(), `"idp_error":"invalid_client"`) {
 		t.Errorf("log: %s", e.logs.String())
+	}
+}
+
+// TestReplayCacheConcurrent: of many concurrent redemptions of one code, exactly one passes.
+func TestReplayCacheConcurrent(t *testing.T) {
+	c := newReplayCache(1024)
+	key := [32]byte{7}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if c.first(key, time.Now().Add(time.Minute)) {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d redemptions passed, want 1", wins.Load())
 	}
 }
