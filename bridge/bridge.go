@@ -12,6 +12,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,12 @@ func WithClock(now func() time.Time) Option { return func(b *Bridge) { b.now = n
 // WithCIMDResolver resolves the host names of Client ID Metadata Document URLs with lookup instead of the
 // system resolver; the addresses it returns are checked as any others.
 func WithCIMDResolver(lookup Resolver) Option { return func(b *Bridge) { b.cimd.lookup = lookup } }
+
+// WithCIMDRootCAs verifies the TLS certificates of Client ID Metadata Document hosts with pool instead of
+// the system roots (tests with a local https server; a private CA).
+func WithCIMDRootCAs(pool *x509.CertPool) Option {
+	return func(b *Bridge) { b.cimd.transport.TLSClientConfig.RootCAs = pool }
+}
 
 // New builds the bridge of cfg, or returns nil when cfg has no bridge block. It reads the sealing keys and the
 // client secrets, but fetches nothing yet.
