@@ -204,8 +204,15 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 	if b.CIMD.Timeout < Duration(100*time.Millisecond) || b.CIMD.Timeout > Duration(30*time.Second) {
 		fail("bridge.cimd.timeout", "must be between 100ms and 30s")
 	}
-	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme != "https" && !loopbackHost(u.Hostname()) {
-		fail("public_url", "%q: the bridge needs https (its cookies and codes cross the network) unless the host is loopback", c.PublicURL)
+	if u, err := url.Parse(c.PublicURL); err == nil {
+		if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+			fail("public_url", "%q: the bridge needs https (its cookies and codes cross the network) unless the host is loopback", c.PublicURL)
+		}
+		// The bridge's paths are public_url's path followed by /oauth/{id}; under /authz they would reach the
+		// HTTP authorization endpoint (forwardauth.Prefix) instead.
+		if p := strings.TrimSuffix(u.Path, "/"); p == "/authz" || strings.HasPrefix(p, "/authz/") {
+			fail("public_url", "%q: its path is under /authz, the HTTP authorization endpoint's", c.PublicURL)
+		}
 	}
 }
 

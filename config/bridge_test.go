@@ -72,6 +72,7 @@ func TestBridgeErrorsNameTheField(t *testing.T) {
 		{"long CIMD timeout", "bridge:\n", "bridge:\n  cimd: {timeout: 1m}\n", "bridge.cimd.timeout"},
 		{"negative consent ttl", "bridge:\n", "bridge:\n  consent_ttl: -1s\n", "bridge.consent_ttl"},
 		{"plain http public url", "public_url: https://authz.example.com", "public_url: http://authz.example.com", "public_url"},
+		{"public url under /authz", "public_url: https://authz.example.com", "public_url: https://authz.example.com/authz", "under /authz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
