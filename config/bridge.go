@@ -42,7 +42,8 @@ type CIMD struct {
 	AllowHTTPLoopback bool `json:"allow_http_loopback,omitempty"`
 	// MaxBytes bounds a document. Default 16384; at most 1 MiB.
 	MaxBytes int `json:"max_bytes,omitempty"`
-	// Timeout bounds one fetch. Default 5s; at most 30s.
+	// Timeout bounds one fetch. Default 5s, at most 5s: the authorization request waiting for it must be
+	// answered within the HTTP listener's 10 s write timeout.
 	Timeout Duration `json:"timeout,omitempty"`
 }
 
@@ -201,8 +202,8 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 	if b.CIMD.MaxBytes < 256 || b.CIMD.MaxBytes > 1<<20 {
 		fail("bridge.cimd.max_bytes", "must be between 256 and 1048576, not %d", b.CIMD.MaxBytes)
 	}
-	if b.CIMD.Timeout < Duration(100*time.Millisecond) || b.CIMD.Timeout > Duration(30*time.Second) {
-		fail("bridge.cimd.timeout", "must be between 100ms and 30s")
+	if b.CIMD.Timeout < Duration(100*time.Millisecond) || b.CIMD.Timeout > Duration(5*time.Second) {
+		fail("bridge.cimd.timeout", "must be between 100ms and 5s (the sign-in request waits for it)")
 	}
 	if u, err := url.Parse(c.PublicURL); err == nil {
 		if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
