@@ -47,8 +47,8 @@ func shorten(s string) string {
 	return s
 }
 
-// digest is a short, stable name of a secret-free but long value (a DCR client id): 16 bytes of its SHA-256,
-// base64url.
+// digest is a short, stable name of a value (a client id, a binding cookie): 16 bytes of its SHA-256, in
+// hex.
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])
