@@ -163,9 +163,11 @@ func (b *Bridge) Issuers() []string {
 	return out
 }
 
-// Run fetches every bridged IdP's discovery document once in the background, so that the first user does not
-// wait for it, and stops when ctx ends. A failure is logged; the document is fetched again when needed.
+// Run logs the bridges' issuer identifiers, then fetches every bridged IdP's discovery document once, so that
+// the first user does not wait for it; it returns when done or when ctx ends. A failure is logged; the
+// document is fetched again when needed.
 func (b *Bridge) Run(ctx context.Context) {
+	b.log.Info("OAuth bridge serving", "issuers", b.Issuers())
 	for _, is := range b.issuers {
 		if _, err := is.idp.get(ctx); err != nil && ctx.Err() == nil {
 			b.log.Warn("bridge: IdP discovery failed; retried on first use", "bridge", is.id, "error", err.Error())
