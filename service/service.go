@@ -17,6 +17,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/assertion"
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/bridge"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/envoy"
 	"github.com/mcp-authz/mcp-authz/policy"
@@ -40,17 +41,27 @@ type Service struct {
 	telemetry  *telemetry.Providers
 	limit      *checkLimit
 	assertion  *assertion.Keys // nil without identity_assertion
+	bridge     *bridge.Bridge  // nil when no issuer is bridged
 	draining   atomic.Bool     // set on shutdown: /readyz answers 503 while in-flight requests finish
 }
 
 // Option changes a Service built by New.
 type Option func(*options)
 
-type options struct{ telemetry *telemetry.Providers }
+type options struct {
+	telemetry *telemetry.Providers
+	bridge    []bridge.Option
+}
 
 // WithTelemetry records spans and metrics with p; the caller shuts p down after Run returns. Without it the
 // service serves metrics of its own and traces nothing.
 func WithTelemetry(p *telemetry.Providers) Option { return func(o *options) { o.telemetry = p } }
+
+// WithBridgeOptions passes opts to the OAuth bridge (package bridge), when the configuration has one: a
+// client for the IdP calls, the roots that verify Client ID Metadata Document hosts, a clock.
+func WithBridgeOptions(opts ...bridge.Option) Option {
+	return func(o *options) { o.bridge = append(o.bridge, opts...) }
+}
 
 // New builds the service from a validated configuration: it compiles the policies (an error names the
 // file and line; with a bundle, the first one is downloaded once Run starts) but fetches no keys yet.
@@ -112,6 +123,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	bridgeOpts := append([]bridge.Option{bridge.WithMeter(o.telemetry.MeterProvider().Meter("github.com/mcp-authz/mcp-authz/bridge"))}, o.bridge...)
+	if s.bridge, err = bridge.New(cfg, log, bridgeOpts...); err != nil {
+		return nil, err
+	}
 	s.grpc = grpc.NewServer(grpcOptions(s.limit, cfg.Server.ConnectionAge())...)
 	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer, envoyOpts...))
 	s.health = health.NewServer()
@@ -169,6 +184,9 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 		go s.assertion.Run(ctx)
 	}
 	go s.watchReadiness(ctx)
+	if s.bridge != nil {
+		go s.bridge.Run(ctx)
+	}
 	s.log.Info("mcp-authz serving", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String(), "resources", len(s.cfg.Resources), "issuers", len(s.cfg.Issuers))
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcL) }()
