@@ -173,8 +173,8 @@ func (a *Authorizer) decide(ctx context.Context, req *Request) *Decision {
 			PolicyRevision: pd.Revision, AssertionClaims: pd.AssertionClaims}
 		if e := a.addCredentials(ctx, g, d); e != nil {
 			code, message := ReasonPolicyDeny, "Forbidden: "+e.Description
-			if e.Unavailable {
-				code, message = ReasonUnavailable, "Service Unavailable: "+e.Description
+			if e.Unavailable || e.Status >= 500 { // the IdP failed or refused what the upstream needs: not the client's fault
+				code, message = ReasonUnavailable, http.StatusText(e.Status)+": "+e.Description
 			}
 			return deny(code, e, "upstream credential: "+e.Error(), message, "")
 		}

@@ -42,6 +42,8 @@ func TestCredentials(t *testing.T) {
 			map[string]string{"x-mcp-subject": "other"}, []string{"authorization"}, false},
 		{"unavailable refuses", &stubCredential{err: &authz.Error{Status: http.StatusServiceUnavailable, Description: "token exchange failed", Unavailable: true}},
 			http.StatusServiceUnavailable, authz.ReasonUnavailable, nil, nil, false},
+		{"IdP refusal is a bad gateway, not a policy deny", &stubCredential{err: &authz.Error{Status: http.StatusBadGateway, Description: "token exchange refused: invalid_target"}},
+			http.StatusBadGateway, authz.ReasonUnavailable, nil, nil, false},
 		{"refusal refuses", &stubCredential{err: &authz.Error{Status: http.StatusForbidden, Description: "exchange refused"}},
 			http.StatusForbidden, authz.ReasonPolicyDeny, nil, nil, false},
 	}

@@ -43,6 +43,8 @@ type Config struct {
 	Leeway Duration `json:"leeway"`
 	// MaxBodyBytes bounds the request body read for MCP rules. Default 1 MiB.
 	MaxBodyBytes int `json:"max_body_bytes"`
+	// TokenExchangeCache bounds the cache of tokens exchanged for resources[].token_exchange.
+	TokenExchangeCache TokenExchangeCache `json:"token_exchange_cache"`
 	// Log configures the structured logs.
 	Log Log `json:"log"`
 	// Telemetry configures traces and metrics.
@@ -138,6 +140,9 @@ type Resource struct {
 	// KeepAuthorization, when true, forwards the client's Authorization header upstream (token passthrough,
 	// which the MCP specification forbids). Default false: the header is removed.
 	KeepAuthorization bool `json:"keep_authorization,omitempty"`
+	// TokenExchange, when set, exchanges the client's token at the IdP (RFC 8693) for a token for the APIs
+	// this resource's server calls as the user, and sends that one upstream in Authorization. Default off.
+	TokenExchange *TokenExchange `json:"token_exchange,omitempty"`
 	// AllowedOrigins, when set, lists the Origin values accepted; a request with another Origin gets 403.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 	// TrustMCPHeaders lets a request without a body be decided on its MCP 2026-07-28 headers (Mcp-Method,
@@ -403,6 +408,7 @@ func (c *Config) applyDefaults() {
 	if c.TokenCache.MaxEntries == 0 {
 		c.TokenCache.MaxEntries = 4096
 	}
+	c.applyTokenExchangeDefaults()
 	if c.Policy.Query == "" {
 		c.Policy.Query = "data.mcp.authz.decision"
 	}
@@ -608,6 +614,7 @@ func (c *Config) Validate() error {
 	if c.TokenCache.MaxEntries > MaxTokenCacheEntries {
 		fail("token_cache.max_entries", "must be at most %d (about 5 KiB each), or negative to turn the token caches off, not %d", MaxTokenCacheEntries, c.TokenCache.MaxEntries)
 	}
+	c.validateTokenExchange(fail)
 	switch c.ForwardAuth.RequestHeaders {
 	case "forwarded", "original":
 	default:

@@ -20,6 +20,7 @@ import (
 	"github.com/mcp-authz/mcp-authz/bridge"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/envoy"
+	"github.com/mcp-authz/mcp-authz/exchange"
 	"github.com/mcp-authz/mcp-authz/policy"
 	"github.com/mcp-authz/mcp-authz/telemetry"
 	"google.golang.org/grpc"
@@ -107,6 +108,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			return nil, err
 		}
 		authzOpts = append(authzOpts, authz.WithCredentials(minter))
+	}
+	ex, err := exchange.New(cfg, exchange.Options{Client: &http.Client{}, Log: log,
+		Meter: o.telemetry.MeterProvider().Meter("github.com/mcp-authz/mcp-authz/exchange")})
+	if err != nil {
+		return nil, err
+	}
+	if ex != nil { // resources with token_exchange: their allows carry the exchanged token
+		authzOpts = append(authzOpts, authz.WithCredentials(ex))
 	}
 	s.authorizer, err = authz.New(cfg, verifier, s.policy, log, authzOpts...)
 	if err != nil {

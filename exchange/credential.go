@@ -1,0 +1,283 @@
+package exchange
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/config"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Exchanger is the authz.Credential of token exchange: for a resource configured with token_exchange it
+// answers `authorization: Bearer <exchanged token>`, for any other resource nothing. It is safe for
+// concurrent use.
+type Exchanger struct {
+	blocks    map[string]*block // by resource URL
+	cache     *cache
+	endpoints *endpoints
+	client    *http.Client
+	now       func() time.Time
+	log       *slog.Logger
+	metrics   *metrics
+}
+
+// block is one resource's token_exchange, ready to use.
+type block struct {
+	resource string
+	cfg      *config.TokenExchange
+	auth     clientAuth
+	actor    *actor // nil: no actor_token
+	// params is the part of the cache key this block fixes (cacheKey).
+	params string
+	// timeout bounds one exchange.
+	timeout time.Duration
+}
+
+// Options are what an Exchanger needs besides the configuration.
+type Options struct {
+	// Client sends the requests to the IdP; its own Timeout, if any, also applies. Default: a client
+	// without a timeout of its own (each exchange is bounded by token_exchange.timeout).
+	Client *http.Client
+	// Log receives warnings (never a token). Default: discard.
+	Log *slog.Logger
+	// Meter records the exchanges and cache lookups. Default: none.
+	Meter metric.Meter
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// New returns the Exchanger of the resources of cfg that have token_exchange, or nil when none has: its
+// secrets and keys are read now, so that a file that cannot be used is a start-up error.
+func New(cfg config.Config, o Options) (*Exchanger, error) {
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	m, err := newMetrics(o.Meter)
+	if err != nil {
+		return nil, err
+	}
+	e := &Exchanger{
+		blocks:    map[string]*block{},
+		cache:     newCache(cfg.TokenExchangeCache.MaxEntries),
+		endpoints: newEndpoints(cfg.Issuers),
+		client:    o.Client,
+		now:       o.Now,
+		log:       o.Log,
+		metrics:   m,
+	}
+	for i, r := range cfg.Resources {
+		te := r.TokenExchange
+		if te == nil {
+			continue
+		}
+		p := fmt.Sprintf("resources[%d].token_exchange", i)
+		auth, err := newClientAuth(te)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%w", p, err)
+		}
+		b := &block{resource: r.URL, cfg: te, auth: auth, timeout: time.Duration(te.Timeout)}
+		actorID := ""
+		if a := te.ActorToken; a != nil {
+			if b.actor, err = newActor(a, auth); err != nil {
+				return nil, fmt.Errorf("%s.actor_token.%w", p, err)
+			}
+			actorID = b.actor.id
+		}
+		b.params = strings.Join([]string{r.URL, te.Issuer, te.TokenEndpoint, te.ClientID, te.Audience, te.Resource,
+			te.Scope, te.RequestedTokenType, actorID}, "\x00")
+		e.blocks[r.URL] = b
+	}
+	if len(e.blocks) == 0 {
+		return nil, nil
+	}
+	return e, nil
+}
+
+// subjectHashKey is the Identity.Memo key of the SHA-256 of the client's token.
+type subjectHashKey struct{}
+
+// Credential implements authz.Credential.
+func (e *Exchanger) Credential(ctx context.Context, g authz.Grant) ([]authz.Header, *authz.Error) {
+	b := e.blocks[g.Resource]
+	if b == nil {
+		return nil, nil
+	}
+	k := cacheKey{subject: subjectHash(g), params: b.params}
+	if en, ok := e.cache.get(k, e.now()); ok {
+		e.metrics.lookup(ctx, true)
+		return en.headers, nil
+	}
+	e.metrics.lookup(ctx, false)
+	en, err, _ := e.cache.do(ctx, k, e.now, func() (*entry, *authz.Error) {
+		// The exchange serves every request waiting for this key: it runs to its own deadline even if the
+		// request that started it goes away.
+		xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+		defer cancel()
+		en, err := e.exchange(xctx, b, g)
+		e.metrics.exchanged(ctx, err)
+		if err != nil {
+			e.log.Warn("token exchange failed", "resource", b.resource, "status", err.Status, "error", err.Description)
+		}
+		return en, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return en.headers, nil
+}
+
+// subjectHash is the SHA-256 of the client's token, computed once per token while the token cache holds it.
+func subjectHash(g authz.Grant) [sha256.Size]byte {
+	if g.Identity == nil {
+		return sha256.Sum256([]byte(g.Token))
+	}
+	if v, ok := g.Identity.Memoized(subjectHashKey{}); ok {
+		return v.([sha256.Size]byte)
+	}
+	return g.Identity.Memo(subjectHashKey{}, func() any { return sha256.Sum256([]byte(g.Token)) }).([sha256.Size]byte)
+}
+
+// exchange makes one token exchange for g at b's token endpoint.
+func (e *Exchanger) exchange(ctx context.Context, b *block, g authz.Grant) (*entry, *authz.Error) {
+	endpoint := b.cfg.TokenEndpoint
+	if endpoint == "" {
+		issuer := b.cfg.Issuer
+		if issuer == "" && g.Identity != nil {
+			issuer = g.Identity.Issuer
+		}
+		var err error
+		if endpoint, err = e.endpoints.tokenEndpoint(ctx, e.client, issuer); err != nil {
+			return nil, errUnavailable("token exchange failed: " + err.Error())
+		}
+	}
+	now := e.now()
+	form := url.Values{
+		"grant_type":           {grantTokenExchange},
+		"subject_token":        {g.Token},
+		"subject_token_type":   {config.TokenTypeAccessToken},
+		"requested_token_type": {b.cfg.RequestedTokenType},
+	}
+	if b.cfg.Audience != "" {
+		form.Set("audience", b.cfg.Audience)
+	}
+	if b.cfg.Resource != "" {
+		form.Set("resource", b.cfg.Resource)
+	}
+	if b.cfg.Scope != "" {
+		form.Set("scope", b.cfg.Scope)
+	}
+	if b.actor != nil {
+		tok, err := b.actor.token(ctx, e.client, endpoint, now)
+		if err != nil {
+			return nil, err
+		}
+		form.Set("actor_token", tok)
+		form.Set("actor_token_type", b.actor.tokenType)
+	}
+	is, err := post(ctx, e.client, tokenRequest{endpoint: endpoint, form: form, auth: b.auth}, now, "token exchange")
+	if err != nil {
+		return nil, err
+	}
+	en := &entry{headers: []authz.Header{{Name: "authorization", Value: "Bearer " + is.token}}, fresh: freshUntil(now, is.expiry)}
+	if g.Identity != nil && !g.Identity.Expiry.IsZero() && g.Identity.Expiry.Before(en.fresh) {
+		en.fresh = g.Identity.Expiry // the client's token is refused from then on anyway
+	}
+	return en, nil
+}
+
+// maxSkew is how long before its expiry an exchanged token stops being handed out, at most: the upstream
+// and the API behind it must still accept it when they get it. A short-lived token keeps a tenth of its
+// lifetime as margin instead.
+const maxSkew = 30 * time.Second
+
+// freshUntil is when a token issued at now that expires at expiry stops being handed out; now (not cached)
+// when its expiry is unknown or already too close.
+func freshUntil(now, expiry time.Time) time.Time {
+	if expiry.IsZero() || !expiry.After(now) {
+		return now
+	}
+	skew := min(maxSkew, expiry.Sub(now)/10)
+	return expiry.Add(-skew)
+}
+
+// endpoints finds and remembers the token endpoint of each configured issuer through its discovery
+// document. It is asked only when a token is exchanged, never on a cache hit.
+type endpoints struct {
+	discovery map[string]string // issuer -> discovery URL
+
+	mu    sync.Mutex
+	found map[string]string // issuer -> token endpoint
+}
+
+func newEndpoints(issuers []config.Issuer) *endpoints {
+	d := map[string]string{}
+	for _, is := range issuers {
+		d[is.Issuer] = is.DiscoveryURL
+	}
+	return &endpoints{discovery: d, found: map[string]string{}}
+}
+
+// tokenEndpoint returns issuer's token_endpoint, fetching its discovery document the first time.
+func (p *endpoints) tokenEndpoint(ctx context.Context, client *http.Client, issuer string) (string, error) {
+	p.mu.Lock()
+	ep, ok := p.found[issuer]
+	p.mu.Unlock()
+	if ok {
+		return ep, nil
+	}
+	du, ok := p.discovery[issuer]
+	if !ok {
+		return "", fmt.Errorf("issuer %q is not configured", issuer)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, du, nil)
+	if err != nil {
+		return "", fmt.Errorf("discovery: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("discovery: authorization server unreachable: %s", transportError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("discovery: %s answered %d", du, resp.StatusCode)
+	}
+	var doc struct {
+		Issuer        string `json:"issuer"`
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&doc); err != nil {
+		return "", fmt.Errorf("discovery: %s: %w", du, err)
+	}
+	if doc.Issuer != issuer {
+		return "", fmt.Errorf("discovery: document issuer %q is not %q", doc.Issuer, issuer)
+	}
+	if u, err := url.Parse(doc.TokenEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", errors.New("discovery: no usable token_endpoint")
+	}
+	if config.InsecureHTTP(doc.TokenEndpoint) && !config.InsecureHTTP(du) {
+		// An https discovery naming a plain http token endpoint elsewhere would send the client's token
+		// and mcp-authz's credentials in the clear.
+		return "", fmt.Errorf("discovery: token_endpoint %q is plain http", doc.TokenEndpoint)
+	}
+	p.mu.Lock()
+	p.found[issuer] = doc.TokenEndpoint
+	p.mu.Unlock()
+	return doc.TokenEndpoint, nil
+}
