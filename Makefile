@@ -22,7 +22,7 @@ test: test-tools test-unit test-deploy
 
 ## test-tools: the real components the tests drive, built once into bin/ and reused
 test-tools:
-	test/tools/build.sh jaeger hydra
+	test/tools/build.sh jaeger hydra exchangeas
 	@if command -v npm >/dev/null && [ ! -d test/e2e/node/node_modules ]; then cd test/e2e/node && npm ci --no-audit --no-fund; fi
 
 test-unit:

@@ -6,7 +6,7 @@
 #   test/tools/build.sh hydra jaeger    # some tools
 #   FORCE=1 test/tools/build.sh ghz     # rebuild even if up to date
 #
-# Tools: hydra jaeger ghz staticcheck benchstat. Works from any directory.
+# Tools: hydra jaeger ghz staticcheck benchstat exchangeas. Works from any directory.
 # On a shared machine run it as `nice -n 19 test/tools/build.sh`.
 set -euo pipefail
 
@@ -21,12 +21,13 @@ case " ${GOFLAGS:-} " in
   *) export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" ;;
 esac
 
-all_tools=(hydra jaeger ghz staticcheck benchstat)
+all_tools=(hydra jaeger ghz staticcheck benchstat exchangeas)
 
 # tool_spec NAME -> sets: moddir (relative to test/tools), pkg, mod (module for the
-# version stamp, empty for none), tags, xvar (ldflags -X variable set to that version).
+# version stamp, empty for none), tags, xvar (ldflags -X variable set to that version),
+# srcs (source files of our own, relative to moddir, that also make the binary out of date).
 tool_spec() {
-  moddir=. tags= xvar= mod=
+  moddir=. tags= xvar= mod= srcs=
   case "$1" in
     hydra)
       pkg=github.com/ory/hydra/v2
@@ -45,6 +46,12 @@ tool_spec() {
       pkg=honnef.co/go/tools/cmd/staticcheck ;; # reports its version from build info
     benchstat)
       pkg=golang.org/x/perf/cmd/benchstat ;;
+    exchangeas)
+      # The token exchange authorization server of the suite: our main on the zitadel/oidc OpenID
+      # provider, in a module of its own so that its dependencies do not move the other tools'.
+      moddir=exchangeas
+      pkg=.
+      srcs=main.go ;;
     *)
       echo "build.sh: unknown tool '$1' (known: ${all_tools[*]})" >&2
       return 1 ;;
@@ -57,7 +64,11 @@ build_one() {
   dir="$here/$moddir"
   out="$bindir/$name"
 
-  if [[ -z "${FORCE:-}" && -x "$out" && "$out" -nt "$dir/go.mod" && "$out" -nt "$dir/go.sum" ]]; then
+  local fresh=1 f
+  for f in go.mod go.sum $srcs; do
+    [[ "$out" -nt "$dir/$f" ]] || fresh=
+  done
+  if [[ -z "${FORCE:-}" && -x "$out" && -n "$fresh" ]]; then
     echo "$name: up to date (bin/$name)"
     return 0
   fi
