@@ -1,12 +1,12 @@
 // Command mcp-example-server runs the example MCP server of package test/mcpserver (tools list_files, echo
-// and admin_reset) over streamable HTTP at /mcp. Put it behind a proxy that asks mcp-authz. By default it
+// and admin_reset; with -api, call_api) over streamable HTTP at /mcp. Put it behind a proxy that asks mcp-authz. By default it
 // trusts that proxy's identity headers, so keep it on 127.0.0.1; with -identity-jwks it verifies the
 // signed identity assertion mcp-authz adds instead (resources[].identity_assertion: true) and refuses (401)
 // every request without a valid one, so that a request that bypasses the proxy is never served.
 //
 // Usage:
 //
-//	mcp-example-server [-listen 127.0.0.1:8001]
+//	mcp-example-server [-listen 127.0.0.1:8001] [-api https://api.example.com/me]
 //	    [-identity-jwks http://127.0.0.1:8080/.well-known/jwks.json -identity-issuer http://127.0.0.1:8080
 //	     -identity-audience http://127.0.0.1:8000/mcp [-identity-header x-mcp-identity]]
 package main
@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(url st
 	fs.StringVar(&id.Issuer, "identity-issuer", "", "the assertion's expected iss (mcp-authz's identity_assertion.issuer, default its public_url)")
 	fs.StringVar(&id.Audience, "identity-audience", "", "the assertion's expected aud: this server's resource URL in mcp-authz's configuration")
 	fs.StringVar(&id.Header, "identity-header", "x-mcp-identity", "the header that carries the assertion")
+	api := fs.String("api", "", "URL of an API the tool call_api calls with the Authorization the proxy sends (the token mcp-authz exchanged); empty: no call_api")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +72,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(url st
 			return err
 		}
 		opts = append(opts, mcpserver.WithIdentityVerifier(v))
+	}
+	if *api != "" {
+		opts = append(opts, mcpserver.WithAPI(*api, nil))
 	}
 	mcpSrv := mcpserver.New(opts...)
 	mux := http.NewServeMux()

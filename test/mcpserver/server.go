@@ -1,7 +1,8 @@
 // Package mcpserver is a small but real MCP server, built on the official MCP Go SDK (streamable HTTP
 // transport), that stands behind mcp-authz in the end-to-end tests and in `make run`. It offers three tools,
-// list_files, echo and admin_reset, and records the headers of every HTTP request it receives so tests can
-// check what the front proxy let through (identity headers in, Authorization out).
+// list_files, echo and admin_reset (and call_api, which calls a second API as the user, WithAPI), and
+// records the headers of every HTTP request it receives so tests can check what the front proxy let
+// through (identity headers in, Authorization out).
 //
 // By default it does no authorization of its own: it trusts the proxy in front of it, as an MCP server
 // behind mcp-authz on a private network may. WithIdentityVerifier makes it verify mcp-authz's signed
@@ -48,6 +49,8 @@ type Server struct {
 	handler    http.Handler
 	verifier   *IdentityVerifier // nil: the proxy is trusted
 	logRequest func(Record)      // nil: not logged
+	apiURL     string            // call_api calls it (WithAPI); "": no call_api
+	apiClient  *http.Client
 
 	mu      sync.Mutex
 	records []Record
@@ -79,6 +82,9 @@ func New(opts ...Option) *Server {
 			s.resets++
 			return nil, resetOut{Resets: s.resets}, nil
 		})
+	if s.apiURL != "" {
+		addAPITool(srv, s.apiURL, s.apiClient)
+	}
 	// Stateless: MCP 2026-07-28 (server/discover, no Mcp-Session-Id) is served only by a stateless handler;
 	// older clients still initialize, each request on a session of its own.
 	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true})
