@@ -38,7 +38,7 @@ type block struct {
 	cfg      *config.TokenExchange
 	auth     clientAuth
 	actor    *actor // nil: no actor_token
-	// params is the part of the cache key this block fixes (cacheKey).
+	// params is the part of the cache key this block fixes (cacheKey): every parameter of its requests.
 	params string
 	// timeout bounds one exchange.
 	timeout time.Duration
@@ -100,7 +100,8 @@ func New(cfg config.Config, o Options) (*Exchanger, error) {
 			}
 			actorID = b.actor.id
 		}
-		b.params = strings.Join([]string{r.URL, te.Issuer, te.TokenEndpoint, te.ClientID, te.Audience, te.Resource,
+		// Resources whose blocks ask for the same token share exchanged tokens; any difference separates them.
+		b.params = strings.Join([]string{te.Issuer, te.TokenEndpoint, te.ClientID, te.Audience, te.Resource,
 			te.Scope, te.RequestedTokenType, actorID}, "\x00")
 		e.blocks[r.URL] = b
 	}

@@ -332,7 +332,7 @@ func TestExchangeExpiry(t *testing.T) {
 }
 
 // TestExchangeKeyedByParameters checks that two resources asking for another scope of the same API do not
-// share an exchanged token.
+// share an exchanged token, and that two asking for the same token do.
 func TestExchangeKeyedByParameters(t *testing.T) {
 	as := newFakeAS(t)
 	secret := writeFile(t, "secret", "s3cret")
@@ -341,6 +341,8 @@ func TestExchangeKeyedByParameters(t *testing.T) {
 			{URL: resourceURL, TokenExchange: &config.TokenExchange{Audience: "https://api.example.com", Scope: "read", ClientID: "c", ClientSecretFile: secret,
 				RequestedTokenType: config.TokenTypeAccessToken, Timeout: config.Duration(time.Second)}},
 			{URL: "https://other.example.com/mcp", TokenExchange: &config.TokenExchange{Audience: "https://api.example.com", Scope: "write", ClientID: "c", ClientSecretFile: secret,
+				RequestedTokenType: config.TokenTypeAccessToken, Timeout: config.Duration(time.Second)}},
+			{URL: "https://same.example.com/mcp", TokenExchange: &config.TokenExchange{Audience: "https://api.example.com", Scope: "read", ClientID: "c", ClientSecretFile: secret,
 				RequestedTokenType: config.TokenTypeAccessToken, Timeout: config.Duration(time.Second)}},
 		},
 		Issuers:            []config.Issuer{{Issuer: as.srv.URL, DiscoveryURL: as.srv.URL + "/.well-known/openid-configuration"}},
@@ -352,6 +354,7 @@ func TestExchangeKeyedByParameters(t *testing.T) {
 	}
 	for _, tc := range []struct{ resource, want string }{
 		{resourceURL, "Bearer exchanged-read"}, {"https://other.example.com/mcp", "Bearer exchanged-write"}, {resourceURL, "Bearer exchanged-read"},
+		{"https://same.example.com/mcp", "Bearer exchanged-read"},
 	} {
 		g := grant(as, subjectToken)
 		g.Resource = tc.resource

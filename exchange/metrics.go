@@ -13,9 +13,13 @@ import (
 type metrics struct {
 	exchanges metric.Int64Counter
 	lookups   metric.Int64Counter
-	// attribute sets made once, so that counting allocates nothing
-	ok, refused, unavailable metric.AddOption
-	hit, miss                metric.AddOption
+	// attribute sets made once, as option slices passed on as they are, so that counting allocates nothing
+	ok, refused, unavailable []metric.AddOption
+	hit, miss                []metric.AddOption
+}
+
+func outcome(key, value string) []metric.AddOption {
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(key, value)))}
 }
 
 // newMetrics registers the counters with m; a nil m records nothing.
@@ -25,11 +29,11 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	}
 	var err error
 	out := &metrics{
-		ok:          metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok"))),
-		refused:     metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "refused"))),
-		unavailable: metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "unavailable"))),
-		hit:         metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "hit"))),
-		miss:        metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "miss"))),
+		ok:          outcome("outcome", "ok"),
+		refused:     outcome("outcome", "refused"),
+		unavailable: outcome("outcome", "unavailable"),
+		hit:         outcome("result", "hit"),
+		miss:        outcome("result", "miss"),
 	}
 	if out.exchanges, err = m.Int64Counter("mcp_authz.token_exchange.exchanges", metric.WithUnit("{exchange}"),
 		metric.WithDescription("RFC 8693 token exchanges made at the IdP, by outcome (ok, refused: the IdP answered an OAuth error, unavailable: unreachable, timeout, 5xx or a bad answer).")); err != nil {
@@ -47,9 +51,9 @@ func (m *metrics) lookup(ctx context.Context, hit bool) {
 		return
 	}
 	if hit {
-		m.lookups.Add(ctx, 1, m.hit)
+		m.lookups.Add(ctx, 1, m.hit...)
 	} else {
-		m.lookups.Add(ctx, 1, m.miss)
+		m.lookups.Add(ctx, 1, m.miss...)
 	}
 }
 
@@ -59,10 +63,10 @@ func (m *metrics) exchanged(ctx context.Context, err *authz.Error) {
 	}
 	switch {
 	case err == nil:
-		m.exchanges.Add(ctx, 1, m.ok)
+		m.exchanges.Add(ctx, 1, m.ok...)
 	case err.Unavailable:
-		m.exchanges.Add(ctx, 1, m.unavailable)
+		m.exchanges.Add(ctx, 1, m.unavailable...)
 	default:
-		m.exchanges.Add(ctx, 1, m.refused)
+		m.exchanges.Add(ctx, 1, m.refused...)
 	}
 }
