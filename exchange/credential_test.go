@@ -550,3 +550,75 @@ func TestNewWithoutTokenExchange(t *testing.T) {
 		t.Fatalf("missing secret file: %v", err)
 	}
 }
+
+// TestDiscoveryRefusals checks the discovery documents whose token endpoint is not used: another issuer's,
+// one without a usable token_endpoint, and an https one naming a plain http endpoint elsewhere.
+func TestDiscoveryRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  func(base string) map[string]any
+		want string
+	}{
+		{"other issuer", func(string) map[string]any {
+			return map[string]any{"issuer": "https://evil.example.com", "token_endpoint": "https://evil.example.com/token"}
+		}, "is not"},
+		{"no token endpoint", func(base string) map[string]any { return map[string]any{"issuer": base} }, "no usable token_endpoint"},
+		{"relative token endpoint", func(base string) map[string]any { return map[string]any{"issuer": base, "token_endpoint": "/token"} }, "no usable token_endpoint"},
+		{"plain http token endpoint", func(base string) map[string]any {
+			return map[string]any{"issuer": base, "token_endpoint": "http://idp.example.com/token"}
+		}, "plain http"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var srv *httptest.Server
+			var tokenRequests int
+			srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/.well-known/openid-configuration" {
+					answer(w, 200, tc.doc(srv.URL))
+					return
+				}
+				tokenRequests++
+			}))
+			defer srv.Close()
+			secret := writeFile(t, "secret", "s")
+			e, err := New(config.Config{
+				Resources: []config.Resource{{URL: resourceURL, TokenExchange: &config.TokenExchange{Audience: "a", ClientID: "c", ClientSecretFile: secret,
+					RequestedTokenType: config.TokenTypeAccessToken, Timeout: config.Duration(time.Second)}}},
+				Issuers: []config.Issuer{{Issuer: srv.URL, DiscoveryURL: srv.URL + "/.well-known/openid-configuration"}},
+			}, Options{Client: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, xerr := e.Credential(context.Background(), authz.Grant{Resource: resourceURL, Token: subjectToken, Identity: &authz.Identity{Issuer: srv.URL}})
+			if xerr == nil || xerr.Status != 503 || !strings.Contains(xerr.Description, tc.want) {
+				t.Fatalf("err = %v, want 503 saying %q", xerr, tc.want)
+			}
+			if tokenRequests != 0 {
+				t.Fatal("the token was sent")
+			}
+		})
+	}
+}
+
+func TestFileValue(t *testing.T) {
+	for _, tc := range []struct{ name, content, want string }{
+		{"empty", " \n", "empty"},
+		{"too large", strings.Repeat("a", maxSecretBytes+1), "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := newFileValue(writeFile(t, "f", tc.content)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// A file that disappears after a good read keeps its last content (a secret being rotated).
+	p := writeFile(t, "f", "v1")
+	f, err := newFileValue(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	if v, err := f.get(); v != "v1" || err != nil {
+		t.Fatalf("get = %q, %v", v, err)
+	}
+}
