@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -120,7 +119,9 @@ func (c *Config) applyTokenExchangeDefaults() {
 	}
 }
 
-// validateTokenExchange checks every resources[].token_exchange block and token_exchange_cache.
+// validateTokenExchange checks every resources[].token_exchange block and token_exchange_cache. The files
+// they name (secret, key, actor token) are read when the service starts (package exchange), and an
+// unreadable one is then a start-up error naming its field.
 func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)) {
 	if n := c.TokenExchangeCache.MaxEntries; n > MaxTokenExchangeCacheEntries {
 		fail("token_exchange_cache.max_entries", "must be at most %d, or negative to turn the cache off, not %d", MaxTokenExchangeCacheEntries, n)
@@ -171,14 +172,10 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 			fail(p+".client_secret_file", "client_secret_file or private_key_jwt is required")
 		case te.ClientSecretFile != "" && te.PrivateKeyJWT != nil:
 			fail(p+".private_key_jwt", "set either client_secret_file or private_key_jwt, not both")
-		case te.ClientSecretFile != "":
-			checkFile(p+".client_secret_file", te.ClientSecretFile, fail)
-		default:
+		case te.PrivateKeyJWT != nil:
 			k := te.PrivateKeyJWT
 			if k.KeyFile == "" {
 				fail(p+".private_key_jwt.key_file", "required")
-			} else {
-				checkFile(p+".private_key_jwt.key_file", k.KeyFile, fail)
 			}
 			if k.Algorithm != "" && !exchangeAlgorithms[k.Algorithm] {
 				fail(p+".private_key_jwt.algorithm", "must be ES256, RS256 or EdDSA, not %q", k.Algorithm)
@@ -190,8 +187,6 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 				fail(p+".actor_token", "client_credentials or file is required")
 			case a.ClientCredentials != nil && a.File != "":
 				fail(p+".actor_token", "set either client_credentials or file, not both")
-			case a.File != "":
-				checkFile(p+".actor_token.file", a.File, fail)
 			}
 			switch a.TokenType {
 			case TokenTypeAccessToken, TokenTypeJWT, TokenTypeIDToken:
@@ -203,14 +198,4 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 			fail(p+".timeout", "must be between 100ms and 1m, not %v", time.Duration(t))
 		}
 	}
-}
-
-// checkFile reports a file that cannot be read.
-func checkFile(field, path string, fail func(field, format string, a ...any)) {
-	f, err := os.Open(path)
-	if err != nil {
-		fail(field, "%v", err)
-		return
-	}
-	f.Close()
 }

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -30,7 +31,7 @@ func newActor(a *config.ActorToken, auth clientAuth) (*actor, error) {
 	if a.File != "" {
 		f, err := newFileValue(a.File)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("file: %w", err)
 		}
 		act.file, act.cc = f, nil
 		act.id = "file:" + a.File

@@ -118,15 +118,15 @@ type privateKeyJWT struct {
 func newPrivateKeyJWT(clientID string, k *config.PrivateKeyJWT) (*privateKeyJWT, error) {
 	b, err := os.ReadFile(k.KeyFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("key_file: %w", err)
 	}
 	key, err := jwk.ParseKey(b, jwk.WithPEM(true))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", k.KeyFile, err)
+		return nil, fmt.Errorf("key_file: %s: %w", k.KeyFile, err)
 	}
 	var raw any
 	if err := key.Raw(&raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", k.KeyFile, err)
+		return nil, fmt.Errorf("key_file: %s: %w", k.KeyFile, err)
 	}
 	var def jwa.SignatureAlgorithm
 	switch raw.(type) {
@@ -137,13 +137,13 @@ func newPrivateKeyJWT(clientID string, k *config.PrivateKeyJWT) (*privateKeyJWT,
 	case ed25519.PrivateKey:
 		def = jwa.EdDSA
 	default:
-		return nil, fmt.Errorf("%s: not an EC, RSA or Ed25519 private key", k.KeyFile)
+		return nil, fmt.Errorf("key_file: %s: not an EC, RSA or Ed25519 private key", k.KeyFile)
 	}
 	alg := def
 	if k.Algorithm != "" {
 		alg = jwa.SignatureAlgorithm(k.Algorithm)
 		if alg != def {
-			return nil, fmt.Errorf("%s: algorithm %s does not fit the key (%s)", k.KeyFile, alg, def)
+			return nil, fmt.Errorf("algorithm: %s does not fit the key of %s (%s)", alg, k.KeyFile, def)
 		}
 	}
 	if k.KeyID != "" {
@@ -205,7 +205,7 @@ func newClientAuth(te *config.TokenExchange) (clientAuth, error) {
 	case te.PrivateKeyJWT != nil:
 		p, err := newPrivateKeyJWT(te.ClientID, te.PrivateKeyJWT)
 		if err != nil {
-			return nil, fmt.Errorf("private_key_jwt: %w", err)
+			return nil, fmt.Errorf("private_key_jwt.%w", err)
 		}
 		return p, nil
 	}

@@ -473,7 +473,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 	}
 	if _, err := New(config.Config{Resources: []config.Resource{{URL: resourceURL, TokenExchange: &config.TokenExchange{ClientID: "c",
 		PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: keyFile, Algorithm: "RS256"}}}}}, Options{}); err == nil ||
-		!strings.Contains(err.Error(), "resources[0].token_exchange.private_key_jwt") {
+		!strings.Contains(err.Error(), "resources[0].token_exchange.private_key_jwt.algorithm") {
 		t.Errorf("RS256 with an EC key: %v", err)
 	}
 }
@@ -544,10 +544,23 @@ func TestNewWithoutTokenExchange(t *testing.T) {
 	if e != nil || err != nil {
 		t.Fatalf("New = %v, %v; want nil, nil", e, err)
 	}
-	_, err = New(config.Config{Resources: []config.Resource{{URL: resourceURL, TokenExchange: &config.TokenExchange{ClientID: "c",
-		ClientSecretFile: filepath.Join(t.TempDir(), "missing")}}}}, Options{})
-	if err == nil || !strings.Contains(err.Error(), "resources[0].token_exchange.client_secret_file") {
-		t.Fatalf("missing secret file: %v", err)
+	// Files that cannot be used are start-up errors naming their field.
+	missing := filepath.Join(t.TempDir(), "missing")
+	notKey := writeFile(t, "not-a-key", "hello")
+	for _, tc := range []struct {
+		te   config.TokenExchange
+		want string
+	}{
+		{config.TokenExchange{ClientSecretFile: missing}, "resources[0].token_exchange.client_secret_file: "},
+		{config.TokenExchange{PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: missing}}, "resources[0].token_exchange.private_key_jwt.key_file: "},
+		{config.TokenExchange{PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: notKey}}, "resources[0].token_exchange.private_key_jwt.key_file: "},
+		{config.TokenExchange{ClientSecretFile: notKey, ActorToken: &config.ActorToken{File: missing}}, "resources[0].token_exchange.actor_token.file: "},
+	} {
+		tc.te.ClientID = "c"
+		_, err = New(config.Config{Resources: []config.Resource{{URL: resourceURL, TokenExchange: &tc.te}}}, Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error = %v, want %q", err, tc.want)
+		}
 	}
 }
 
