@@ -1,8 +1,9 @@
 // Command mcp-example-server runs the example MCP server of package test/mcpserver (tools list_files, echo
-// and admin_reset; with -api, call_api) over streamable HTTP at /mcp. Put it behind a proxy that asks mcp-authz. By default it
-// trusts that proxy's identity headers, so keep it on 127.0.0.1; with -identity-jwks it verifies the
-// signed identity assertion mcp-authz adds instead (resources[].identity_assertion: true) and refuses (401)
-// every request without a valid one, so that a request that bypasses the proxy is never served.
+// and admin_reset; with -api, call_api) over streamable HTTP at /mcp. Put it behind a proxy that asks
+// mcp-authz. By default it trusts that proxy's identity headers, so keep it on 127.0.0.1; with
+// -identity-jwks it verifies the signed identity assertion mcp-authz adds instead
+// (resources[].identity_assertion: true) and refuses (401) every request without a valid one, so that a
+// request that bypasses the proxy is never served.
 //
 // Usage:
 //
