@@ -55,6 +55,11 @@ type PrivateKeyJWT struct {
 	KeyID string `json:"key_id,omitempty"`
 	// Algorithm is ES256, RS256 or EdDSA. Default: ES256 for an EC key, RS256 for RSA, EdDSA for Ed25519.
 	Algorithm string `json:"algorithm,omitempty"`
+	// Audience is the assertion's `aud`: a URL, or "token_endpoint" for the token endpoint's URL (what OpenID
+	// Connect Core 9 first said, and Okta requires). Default: the issuer identifier of the IdP that
+	// exchanges (token_exchange.issuer, else the client token's `iss`), which the update of RFC 7523
+	// (draft-ietf-oauth-rfc7523bis) requires against audience injection, and ZITADEL checks.
+	Audience string `json:"audience,omitempty"`
 }
 
 // ActorToken says what mcp-authz presents as the actor of a delegation: exactly one of ClientCredentials
@@ -179,6 +184,11 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 			}
 			if k.Algorithm != "" && !exchangeAlgorithms[k.Algorithm] {
 				fail(p+".private_key_jwt.algorithm", "must be ES256, RS256 or EdDSA, not %q", k.Algorithm)
+			}
+			if k.Audience != "" && k.Audience != "token_endpoint" {
+				if err := checkURL(k.Audience); err != nil {
+					fail(p+".private_key_jwt.audience", "a URL or token_endpoint: %v", err)
+				}
 			}
 		}
 		if a := te.ActorToken; a != nil {

@@ -53,6 +53,7 @@ func TestTokenExchangeErrorsNameTheField(t *testing.T) {
 		{"no client authentication", `audience: "https://api", client_id: c`, "", "resources[0].token_exchange.client_secret_file: client_secret_file or private_key_jwt is required"},
 		{"both client authentications", ok + `, private_key_jwt: {key_file: SECRET}`, "", "resources[0].token_exchange.private_key_jwt: set either"},
 		{"no key file", `audience: "https://api", client_id: c, private_key_jwt: {key_id: k}`, "", "resources[0].token_exchange.private_key_jwt.key_file: required"},
+		{"relative assertion audience", `audience: "https://api", client_id: c, private_key_jwt: {key_file: SECRET, audience: /token}`, "", "resources[0].token_exchange.private_key_jwt.audience"},
 		{"HS256 assertion", `audience: "https://api", client_id: c, private_key_jwt: {key_file: SECRET, algorithm: HS256}`, "", "resources[0].token_exchange.private_key_jwt.algorithm"},
 		{"requested id token", ok + `, requested_token_type: "urn:ietf:params:oauth:token-type:id_token"`, "", "resources[0].token_exchange.requested_token_type"},
 		{"empty actor", ok + `, actor_token: {}`, "", "resources[0].token_exchange.actor_token: client_credentials or file is required"},

@@ -43,7 +43,7 @@ func newActor(a *config.ActorToken, auth clientAuth) (*actor, error) {
 
 // token returns the actor token: the file's content, or a client_credentials token from endpoint, obtained
 // again once the last one is no longer fresh.
-func (a *actor) token(ctx context.Context, client *http.Client, endpoint string, now time.Time) (string, *authz.Error) {
+func (a *actor) token(ctx context.Context, client *http.Client, endpoint, issuer string, now time.Time) (string, *authz.Error) {
 	if a.file != nil {
 		v, err := a.file.get()
 		if err != nil {
@@ -63,7 +63,7 @@ func (a *actor) token(ctx context.Context, client *http.Client, endpoint string,
 	if a.cc.Audience != "" {
 		form.Set("audience", a.cc.Audience)
 	}
-	is, err := post(ctx, client, tokenRequest{endpoint: endpoint, form: form, auth: a.auth}, now, "actor token (client_credentials)")
+	is, err := post(ctx, client, tokenRequest{endpoint: endpoint, issuer: issuer, form: form, auth: a.auth}, now, "actor token (client_credentials)")
 	if err != nil {
 		return "", err
 	}

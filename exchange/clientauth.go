@@ -24,7 +24,8 @@ import (
 // clientAuth authenticates mcp-authz to the token endpoint: it adds its credentials to a token request's
 // form and headers.
 type clientAuth interface {
-	apply(req *http.Request, form url.Values, endpoint string, now time.Time) error
+	// apply authenticates the request to the token endpoint of the IdP issuer (its issuer identifier).
+	apply(req *http.Request, form url.Values, endpoint, issuer string, now time.Time) error
 }
 
 // maxSecretBytes bounds a secret or token file.
@@ -90,7 +91,7 @@ type secretBasic struct {
 	secret   *fileValue
 }
 
-func (s *secretBasic) apply(req *http.Request, _ url.Values, _ string, _ time.Time) error {
+func (s *secretBasic) apply(req *http.Request, _ url.Values, _, _ string, _ time.Time) error {
 	secret, err := s.secret.get()
 	if err != nil {
 		return fmt.Errorf("client secret: %w", err)
@@ -106,12 +107,13 @@ const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 const assertionLifetime = time.Minute
 
 // privateKeyJWT is private_key_jwt (OpenID Connect Core section 9, RFC 7523): a JWT signed with the
-// client's key, issued and subject the client id, audience the token endpoint, with a fresh jti and a
-// short exp so that it cannot be replayed for long.
+// client's key, issued and subject the client id, audience the IdP (its issuer identifier by default, see
+// config.PrivateKeyJWT.Audience), with a fresh jti and a short exp so that it cannot be replayed for long.
 type privateKeyJWT struct {
 	clientID string
 	key      jwk.Key
 	alg      jwa.SignatureAlgorithm
+	audience string // "": the issuer; "token_endpoint"; or a URL
 }
 
 // newPrivateKeyJWT loads the PEM key of k and settles its algorithm.
@@ -155,11 +157,18 @@ func newPrivateKeyJWT(clientID string, k *config.PrivateKeyJWT) (*privateKeyJWT,
 	if err := key.Set(jwk.AlgorithmKey, alg); err != nil {
 		return nil, err
 	}
-	return &privateKeyJWT{clientID: clientID, key: key, alg: alg}, nil
+	return &privateKeyJWT{clientID: clientID, key: key, alg: alg, audience: k.Audience}, nil
 }
 
-func (p *privateKeyJWT) apply(_ *http.Request, form url.Values, endpoint string, now time.Time) error {
-	a, err := p.assertion(endpoint, now)
+func (p *privateKeyJWT) apply(_ *http.Request, form url.Values, endpoint, issuer string, now time.Time) error {
+	aud := p.audience
+	switch {
+	case aud == "token_endpoint" || (aud == "" && issuer == ""):
+		aud = endpoint
+	case aud == "":
+		aud = issuer
+	}
+	a, err := p.assertion(aud, now)
 	if err != nil {
 		return err
 	}
@@ -169,8 +178,8 @@ func (p *privateKeyJWT) apply(_ *http.Request, form url.Values, endpoint string,
 	return nil
 }
 
-// assertion signs a client assertion for the token endpoint.
-func (p *privateKeyJWT) assertion(endpoint string, now time.Time) (string, error) {
+// assertion signs a client assertion for the audience aud.
+func (p *privateKeyJWT) assertion(aud string, now time.Time) (string, error) {
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", err
@@ -178,7 +187,7 @@ func (p *privateKeyJWT) assertion(endpoint string, now time.Time) (string, error
 	t, err := jwt.NewBuilder().
 		Issuer(p.clientID).
 		Subject(p.clientID).
-		Audience([]string{endpoint}).
+		Audience([]string{aud}).
 		JwtID(base64.RawURLEncoding.EncodeToString(jti[:])).
 		IssuedAt(now).
 		Expiration(now.Add(assertionLifetime)).

@@ -157,12 +157,11 @@ func subjectHash(g authz.Grant) [sha256.Size]byte {
 
 // exchange makes one token exchange for g at b's token endpoint.
 func (e *Exchanger) exchange(ctx context.Context, b *block, g authz.Grant) (*entry, *authz.Error) {
-	endpoint := b.cfg.TokenEndpoint
+	endpoint, issuer := b.cfg.TokenEndpoint, b.cfg.Issuer
+	if issuer == "" && g.Identity != nil {
+		issuer = g.Identity.Issuer
+	}
 	if endpoint == "" {
-		issuer := b.cfg.Issuer
-		if issuer == "" && g.Identity != nil {
-			issuer = g.Identity.Issuer
-		}
 		var err error
 		if endpoint, err = e.endpoints.tokenEndpoint(ctx, e.client, issuer); err != nil {
 			return nil, errUnavailable("token exchange failed: " + err.Error())
@@ -185,14 +184,14 @@ func (e *Exchanger) exchange(ctx context.Context, b *block, g authz.Grant) (*ent
 		form.Set("scope", b.cfg.Scope)
 	}
 	if b.actor != nil {
-		tok, err := b.actor.token(ctx, e.client, endpoint, now)
+		tok, err := b.actor.token(ctx, e.client, endpoint, issuer, now)
 		if err != nil {
 			return nil, err
 		}
 		form.Set("actor_token", tok)
 		form.Set("actor_token_type", b.actor.tokenType)
 	}
-	is, err := post(ctx, e.client, tokenRequest{endpoint: endpoint, form: form, auth: b.auth}, now, "token exchange")
+	is, err := post(ctx, e.client, tokenRequest{endpoint: endpoint, issuer: issuer, form: form, auth: b.auth}, now, "token exchange")
 	if err != nil {
 		return nil, err
 	}

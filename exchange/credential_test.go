@@ -427,7 +427,8 @@ func TestSecretFileReloaded(t *testing.T) {
 }
 
 // TestPrivateKeyJWT checks the client assertion: signed with the configured key and kid, iss and sub the
-// client id, aud the token endpoint, a fresh jti, a short exp; and no secret.
+// client id, aud the issuer (or the token endpoint, or a URL, as configured), a fresh jti, a short exp; and
+// no secret.
 func TestPrivateKeyJWT(t *testing.T) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -438,38 +439,50 @@ func TestPrivateKeyJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyFile := writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	as := newFakeAS(t)
-	e := setup(t, as, &config.TokenExchange{Audience: "https://api.example.com", ClientID: "mcp-authz",
-		PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: keyFile, KeyID: "k1", Algorithm: "ES256"}}, nil)
-	var basic string
-	inner := as.token
-	as.token = func(w http.ResponseWriter, f url.Values, u, p string) { basic = u + p; inner(w, f, u, p) }
-	for _, tok := range []string{subjectToken, subjectToken + "2"} {
-		if _, err := e.Credential(context.Background(), grant(as, tok)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reqs := as.requests()
-	if basic != "" {
-		t.Errorf("basic auth sent with private_key_jwt")
-	}
-	var jtis []string
-	for _, r := range reqs {
-		if r.Get("client_assertion_type") != assertionType || r.Get("client_id") != "mcp-authz" {
-			t.Fatalf("form = %v", r)
-		}
-		tok, err := jwt.Parse([]byte(r.Get("client_assertion")), jwt.WithKey(jwa.ES256, &key.PublicKey), jwt.WithValidate(true),
-			jwt.WithIssuer("mcp-authz"), jwt.WithSubject("mcp-authz"), jwt.WithAudience(as.srv.URL+"/token"))
-		if err != nil {
-			t.Fatalf("assertion: %v", err)
-		}
-		if life := tok.Expiration().Sub(tok.IssuedAt()); life <= 0 || life > 5*time.Minute {
-			t.Errorf("assertion lifetime %v", life)
-		}
-		jtis = append(jtis, tok.JwtID())
-	}
-	if len(jtis) != 2 || jtis[0] == "" || jtis[0] == jtis[1] {
-		t.Errorf("jti not fresh: %q", jtis)
+	for _, tc := range []struct{ audience, want string }{
+		{"", "issuer"}, {"token_endpoint", "token endpoint"}, {"https://idp.example.com/custom", "https://idp.example.com/custom"},
+	} {
+		t.Run("audience "+tc.want, func(t *testing.T) {
+			as := newFakeAS(t)
+			want := map[string]string{"issuer": as.srv.URL, "token endpoint": as.srv.URL + "/token"}[tc.want]
+			if want == "" {
+				want = tc.want
+			}
+			e := setup(t, as, &config.TokenExchange{Audience: "https://api.example.com", ClientID: "mcp-authz",
+				PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: keyFile, KeyID: "k1", Algorithm: "ES256", Audience: tc.audience}}, nil)
+			var basic string
+			inner := as.token
+			as.token = func(w http.ResponseWriter, f url.Values, u, p string) { basic = u + p; inner(w, f, u, p) }
+			for _, tok := range []string{subjectToken, subjectToken + "2"} {
+				if _, err := e.Credential(context.Background(), grant(as, tok)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if basic != "" {
+				t.Errorf("basic auth sent with private_key_jwt")
+			}
+			var jtis []string
+			for _, r := range as.requests() {
+				if r.Get("client_assertion_type") != assertionType || r.Get("client_id") != "mcp-authz" {
+					t.Fatalf("form = %v", r)
+				}
+				tok, err := jwt.Parse([]byte(r.Get("client_assertion")), jwt.WithKey(jwa.ES256, &key.PublicKey), jwt.WithValidate(true),
+					jwt.WithIssuer("mcp-authz"), jwt.WithSubject("mcp-authz"), jwt.WithAudience(want))
+				if err != nil {
+					t.Fatalf("assertion: %v", err)
+				}
+				if len(tok.Audience()) != 1 {
+					t.Errorf("aud = %q, want one value", tok.Audience())
+				}
+				if life := tok.Expiration().Sub(tok.IssuedAt()); life <= 0 || life > 5*time.Minute {
+					t.Errorf("assertion lifetime %v", life)
+				}
+				jtis = append(jtis, tok.JwtID())
+			}
+			if len(jtis) != 2 || jtis[0] == "" || jtis[0] == jtis[1] {
+				t.Errorf("jti not fresh: %q", jtis)
+			}
+		})
 	}
 	if _, err := New(config.Config{Resources: []config.Resource{{URL: resourceURL, TokenExchange: &config.TokenExchange{ClientID: "c",
 		PrivateKeyJWT: &config.PrivateKeyJWT{KeyFile: keyFile, Algorithm: "RS256"}}}}}, Options{}); err == nil ||

@@ -44,6 +44,7 @@ const (
 // tokenRequest is one request to the token endpoint.
 type tokenRequest struct {
 	endpoint string
+	issuer   string // the IdP's issuer identifier, when known (the audience of a client assertion)
 	form     url.Values
 	auth     clientAuth
 }
@@ -85,7 +86,7 @@ func post(ctx context.Context, client *http.Client, r tokenRequest, now time.Tim
 	if err != nil {
 		return issued{}, errUnavailable(what + " failed: " + err.Error())
 	}
-	if err := r.auth.apply(req, r.form, r.endpoint, now); err != nil {
+	if err := r.auth.apply(req, r.form, r.endpoint, r.issuer, now); err != nil {
 		return issued{}, errUnavailable(what + " failed: client authentication: " + err.Error())
 	}
 	body := r.form.Encode()

@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -39,6 +44,8 @@ const (
 	userClient, userSecret = "e2e-user", "e2e-user-secret"
 	// exchangeClient is mcp-authz's client at the AS, allowed to exchange for apiAudience.
 	exchangeClient, exchangeSecret = "mcp-authz", "mcp-authz-secret"
+	// keyClient is another client of mcp-authz, which authenticates with private_key_jwt.
+	keyClient = "mcp-authz-key"
 )
 
 // exchangeAS is a running exchangeas.
@@ -48,8 +55,8 @@ type exchangeAS struct {
 }
 
 // startExchangeAS runs bin/exchangeas (or MCP_AUTHZ_EXCHANGEAS) with the suite's clients; resources are
-// the audience of the user's tokens.
-func startExchangeAS(t testing.TB, resources []string) *exchangeAS {
+// the audience of the user's tokens, publicKey (PEM) keyClient's key.
+func startExchangeAS(t testing.TB, resources []string, publicKey string) *exchangeAS {
 	t.Helper()
 	bin := findProgram(t, "the token exchange authorization server", "build it with `test/tools/build.sh exchangeas` or set MCP_AUTHZ_EXCHANGEAS",
 		os.Getenv("MCP_AUTHZ_EXCHANGEAS"), filepath.Join(repoRoot(t), "bin", "exchangeas"))
@@ -61,6 +68,7 @@ func startExchangeAS(t testing.TB, resources []string) *exchangeAS {
 			{"id": userClient, "secret": userSecret, "subject": "alice", "audience": resources,
 				"scope": "tools:read tools:call", "claims": map[string]any{"groups": []string{"mcp-users"}}},
 			{"id": exchangeClient, "secret": exchangeSecret, "exchange_audiences": []string{apiAudience}},
+			{"id": keyClient, "public_key_pem": publicKey, "key_id": "k1", "exchange_audiences": []string{apiAudience}},
 		},
 	}
 	dir := t.TempDir()
@@ -146,8 +154,8 @@ func (a *protectedAPI) received() []string {
 
 // startExchangeAuthz runs mcp-authz for resource with the token_exchange block te (the contents of a YAML
 // flow mapping) and the shipped policy with the method and tool rules, behind an Envoy stand-in on l that
-// sends allowed requests to upstream.
-func startExchangeAuthz(t testing.TB, as *exchangeAS, l net.Listener, upstream *url.URL, resource, te string) *authzInstance {
+// sends allowed requests to upstream. KEY_FILE in te names a file holding privateKeyPEM.
+func startExchangeAuthz(t testing.TB, as *exchangeAS, l net.Listener, upstream *url.URL, resource, te, privateKeyPEM string) *authzInstance {
 	t.Helper()
 	dir := t.TempDir()
 	rego, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "policies", "authz.rego"))
@@ -155,12 +163,13 @@ func startExchangeAuthz(t testing.TB, as *exchangeAS, l net.Listener, upstream *
 		t.Fatal(err)
 	}
 	for name, body := range map[string]string{"authz.rego": string(rego), "data.yaml": policyData([]string{userClient}, true),
-		"exchange-secret": exchangeSecret + "\n"} {
+		"exchange-secret": exchangeSecret + "\n", "exchange-key.pem": privateKeyPEM} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	te = strings.ReplaceAll(te, "SECRET_FILE", filepath.Join(dir, "exchange-secret"))
+	te = strings.ReplaceAll(te, "KEY_FILE", filepath.Join(dir, "exchange-key.pem"))
 	yaml := fmt.Sprintf(`resources:
   - {url: %q, scopes_supported: [tools:read, tools:call], token_exchange: {%s}}
 issuers:
@@ -186,14 +195,28 @@ func authorizations(s *mcpserver.Server) []string {
 // resource, calls the example server's call_api through the Envoy stand-in; mcp-authz exchanges the token
 // at the AS (RFC 8693, with mcp-authz's own client_credentials token as actor_token) for one for the API,
 // which the example server passes on. The API sees the user's sub, its own audience and the act claim; the
-// client's token never goes upstream; a second call is served from the cache; an AS that refuses gives
-// 502 with the OAuth error, an AS that is down 503, and neither reaches the upstream.
+// client's token never goes upstream; a second call is served from the cache; a client of mcp-authz with
+// private_key_jwt exchanges too; an AS that refuses gives 502 with the OAuth error, an AS that is down
+// 503, and neither reaches the upstream.
 func TestTokenExchange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	allowedL, refusedL := listen(t), listen(t)
-	allowed, refused := "http://"+allowedL.Addr().String()+"/mcp", "http://"+refusedL.Addr().String()+"/mcp"
-	as := startExchangeAS(t, []string{allowed, refused})
+	allowedL, refusedL, keyL := listen(t), listen(t), listen(t)
+	allowed, refused, withKey := "http://"+allowedL.Addr().String()+"/mcp", "http://"+refusedL.Addr().String()+"/mcp", "http://"+keyL.Addr().String()+"/mcp"
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: priv}))
+	as := startExchangeAS(t, []string{allowed, refused, withKey}, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
 
 	api := &protectedAPI{issuer: as.issuer}
 	apiL := listen(t)
@@ -205,22 +228,29 @@ func TestTokenExchange(t *testing.T) {
 
 	common := fmt.Sprintf("client_id: %s, client_secret_file: SECRET_FILE, timeout: 2s", exchangeClient)
 	az := startExchangeAuthz(t, as, allowedL, upstream, allowed,
-		fmt.Sprintf("audience: %q, scope: api.read, actor_token: {client_credentials: {}}, %s", apiAudience, common))
-	startExchangeAuthz(t, as, refusedL, upstream, refused, fmt.Sprintf("audience: %q, %s", "https://not-allowed.example.test", common))
+		fmt.Sprintf("audience: %q, scope: api.read, actor_token: {client_credentials: {}}, %s", apiAudience, common), "")
+	startExchangeAuthz(t, as, refusedL, upstream, refused, fmt.Sprintf("audience: %q, %s", "https://not-allowed.example.test", common), "")
+	startExchangeAuthz(t, as, keyL, upstream, withKey,
+		fmt.Sprintf("audience: %q, client_id: %s, private_key_jwt: {key_file: KEY_FILE, key_id: k1}, timeout: 2s", apiAudience, keyClient), privPEM)
 
 	users := clientcredentials.Config{ClientID: userClient, ClientSecret: userSecret, TokenURL: as.issuer + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
 	tok, err := users.Token(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	transport := &mcp.StreamableClientTransport{Endpoint: allowed, HTTPClient: oauth2.NewClient(ctx, oauth2.StaticTokenSource(tok)), MaxRetries: -1}
-	session, err := mcp.NewClient(&mcp.Implementation{Name: "mcp-authz-e2e", Version: "1.0.0"}, nil).Connect(ctx, transport, nil)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
+	connect := func(endpoint string) *mcp.ClientSession {
+		t.Helper()
+		transport := &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: oauth2.NewClient(ctx, oauth2.StaticTokenSource(tok)), MaxRetries: -1}
+		session, err := mcp.NewClient(&mcp.Implementation{Name: "mcp-authz-e2e", Version: "1.0.0"}, nil).Connect(ctx, transport, nil)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(func() { session.Close() })
+		return session
 	}
-	defer session.Close()
+	session := connect(allowed)
 
-	callAPI := func() map[string]any {
+	callAPI := func(session *mcp.ClientSession) map[string]any {
 		t.Helper()
 		out, err := callTool(ctx, session, "call_api", nil)
 		if err != nil {
@@ -240,7 +270,7 @@ func TestTokenExchange(t *testing.T) {
 		return claims
 	}
 	t.Run("the API sees the user, its audience and the actor", func(t *testing.T) {
-		claims := callAPI()
+		claims := callAPI(session)
 		act, _ := claims["act"].(map[string]any)
 		if claims["sub"] != "alice" || !slices.Contains(anyStrings(claims["aud"]), apiAudience) || claims["scope"] != "api.read" ||
 			act == nil || act["sub"] != exchangeClient {
@@ -249,7 +279,7 @@ func TestTokenExchange(t *testing.T) {
 	})
 	t.Run("a second call is served from the cache", func(t *testing.T) {
 		before := as.exchanges(t)
-		callAPI()
+		callAPI(session)
 		if n := as.exchanges(t); n != before || n != 1 {
 			t.Fatalf("exchanges at the AS: %d before, %d after, want 1 and 1", before, n)
 		}
@@ -276,12 +306,18 @@ func TestTokenExchange(t *testing.T) {
 		if slices.Contains(seen, client) || slices.Contains(api.received(), client) {
 			t.Fatal("the client's token reached the MCP server or the API")
 		}
-		got := api.received()
-		if len(got) != 2 || got[0] != got[1] || got[0] == "" {
+		got := api.received()[:2] // the two calls through the first stack
+		if got[0] != got[1] || got[0] == "" {
 			t.Fatalf("the API received %d calls (want 2 with the same exchanged token)", len(got))
 		}
 		if !slices.Contains(seen, got[0]) {
 			t.Fatal("the MCP server never received the exchanged token")
+		}
+	})
+	t.Run("private_key_jwt client authentication", func(t *testing.T) {
+		claims := callAPI(connect(withKey))
+		if claims["sub"] != "alice" || claims["client_id"] != keyClient || claims["act"] != nil {
+			t.Fatalf("API saw %v", claims)
 		}
 	})
 	t.Run("the AS refuses: 502 with the OAuth error, upstream not reached", func(t *testing.T) {
@@ -308,10 +344,15 @@ func TestTokenExchange(t *testing.T) {
 		if n := len(mcpSrv.Records()); n != before || len(api.received()) != apiBefore {
 			t.Fatalf("upstream reached with the AS down: %d requests", n-before)
 		}
-		if claims := callAPI(); claims["sub"] != "alice" {
+		if claims := callAPI(session); claims["sub"] != "alice" {
 			t.Fatalf("cached exchange: API saw %v", claims)
 		}
 	})
+	// Over the whole run, whatever the stack and the outcome.
+	client := "Bearer " + tok.AccessToken
+	if slices.Contains(authorizations(mcpSrv), client) || slices.Contains(api.received(), client) {
+		t.Fatal("the client's token reached the MCP server or the API")
+	}
 }
 
 // anyStrings reads a JSON string or array of strings.
