@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/authz"
@@ -46,8 +47,9 @@ type block struct {
 
 // Options are what an Exchanger needs besides the configuration.
 type Options struct {
-	// Client sends the requests to the IdP; its own Timeout, if any, also applies. Default: a client
-	// without a timeout of its own (each exchange is bounded by token_exchange.timeout).
+	// Client sends the requests to the IdP (a copy that never follows redirects); its own Timeout, if any,
+	// also applies. Default: a client without a timeout of its own (each exchange is bounded by
+	// token_exchange.timeout).
 	Client *http.Client
 	// Log receives warnings (never a token). Default: discard.
 	Log *slog.Logger
@@ -63,6 +65,11 @@ func New(cfg config.Config, o Options) (*Exchanger, error) {
 	if o.Client == nil {
 		o.Client = &http.Client{}
 	}
+	// Never follow a redirect: a 307 or 308 would send the client's token and mcp-authz's credentials to
+	// wherever it points. A 3xx is then an answer that is not a token response (503).
+	c := *o.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.Client = &c
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -114,15 +121,44 @@ func New(cfg config.Config, o Options) (*Exchanger, error) {
 // subjectHashKey is the Identity.Memo key of the SHA-256 of the client's token.
 type subjectHashKey struct{}
 
+// slotKey is the Identity.Memo key of a block's slot; a pointer, so that the lookup allocates nothing.
+type slotKey struct{ b *block }
+
+// slot holds, in the token cache's entry of a client token (Identity.Memo), the entry of its last exchange
+// for one block: a request whose token is cached finds its exchanged token there without a lock, a hash or
+// an allocation. The slots are bounded by the token cache and emptied with it; the cache (cache.go) still
+// serves tokens verified afresh (token cache off) and makes one exchange per key at a time.
+type slot struct {
+	cur atomic.Pointer[entry]
+}
+
+func newSlot() any { return new(slot) }
+
 // Credential implements authz.Credential.
 func (e *Exchanger) Credential(ctx context.Context, g authz.Grant) ([]authz.Header, *authz.Error) {
 	b := e.blocks[g.Resource]
 	if b == nil {
 		return nil, nil
 	}
+	now := e.now()
+	var sl *slot
+	if g.Identity != nil {
+		v, ok := g.Identity.Memoized(slotKey{b})
+		if !ok {
+			v = g.Identity.Memo(slotKey{b}, newSlot)
+		}
+		sl = v.(*slot)
+		if en := sl.cur.Load(); en != nil && now.Before(en.fresh) {
+			e.metrics.lookup(ctx, true)
+			return en.headers, nil
+		}
+	}
 	k := cacheKey{subject: subjectHash(g), params: b.params}
-	if en, ok := e.cache.get(k, e.now()); ok {
+	if en, ok := e.cache.get(k, now); ok {
 		e.metrics.lookup(ctx, true)
+		if sl != nil {
+			sl.cur.Store(en)
+		}
 		return en.headers, nil
 	}
 	e.metrics.lookup(ctx, false)
@@ -140,6 +176,9 @@ func (e *Exchanger) Credential(ctx context.Context, g authz.Grant) ([]authz.Head
 	})
 	if err != nil {
 		return nil, err
+	}
+	if sl != nil && e.cache.size > 0 && now.Before(en.fresh) { // kept only where the cache would keep it
+		sl.cur.Store(en)
 	}
 	return en.headers, nil
 }

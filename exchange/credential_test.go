@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,6 +199,9 @@ func TestExchange(t *testing.T) {
 // TestExchangeFailures checks every way an exchange fails: each refuses (503 when the IdP is down or
 // answers badly, 502 with the OAuth error when it refuses), never with the client's token.
 func TestExchangeFailures(t *testing.T) {
+	var redirected atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { redirected.Add(1) }))
+	defer elsewhere.Close()
 	tests := []struct {
 		name        string
 		token       func(w http.ResponseWriter)
@@ -230,7 +234,11 @@ func TestExchangeFailures(t *testing.T) {
 		{"answer too large", func(w http.ResponseWriter) {
 			answer(w, 200, map[string]any{"access_token": strings.Repeat("a", maxResponseBytes), "token_type": "Bearer"})
 		}, false, 503, "larger than"},
-		{"redirect", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, false, 503, "answered 204"},
+		{"204", func(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, false, 503, "answered 204"},
+		{"307 redirect not followed", func(w http.ResponseWriter) {
+			w.Header().Set("Location", elsewhere.URL)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		}, false, 503, "answered 307"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,6 +271,9 @@ func TestExchangeFailures(t *testing.T) {
 				t.Error("a failure was cached")
 			}
 		})
+	}
+	if n := redirected.Load(); n != 0 {
+		t.Fatalf("a redirect was followed %d times: the token went elsewhere", n)
 	}
 }
 
