@@ -65,7 +65,7 @@ lint:
 	$(BIN)/staticcheck ./...
 	cd deploy && $(BIN)/staticcheck ./...
 
-## tools: the heavy test tools (Hydra, Jaeger, ghz, benchstat, staticcheck), built once into bin/
+## tools: the heavy test tools (Hydra, Jaeger, ghz, benchstat, staticcheck, exchangeas), built once into bin/
 tools:
 	test/tools/build.sh
 
