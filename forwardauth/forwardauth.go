@@ -34,6 +34,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -261,8 +262,17 @@ func Write(w http.ResponseWriter, d *authz.Decision) {
 		out.Set(hv.Name, hv.Value)
 	}
 	if d.Allow {
-		if len(d.RemoveHeaders) > 0 {
-			out.Set(RemoveHeadersHeader, strings.Join(d.RemoveHeaders, ","))
+		remove := d.RemoveHeaders
+		if out.Get("Authorization") != "" && !slices.Contains(remove, "authorization") {
+			// A credential (an exchanged token) replaced the client's Authorization. A proxy that copies
+			// the answer's Authorization (nginx auth_request_set, Traefik authResponseHeaders, Caddy
+			// copy_headers, Envoy allowed_upstream_headers) sends the new token; one that does not must
+			// still drop the client's, so authorization stays in the list: with Envoy's http_service,
+			// which removes after copying, the exchanged token is dropped too, failing closed.
+			remove = append(slices.Clip(remove), "authorization")
+		}
+		if len(remove) > 0 {
+			out.Set(RemoveHeadersHeader, strings.Join(remove, ","))
 		}
 		out.Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)

@@ -182,6 +182,14 @@ func TestServeHTTP(t *testing.T) {
 			noHeaders:  []string{"Content-Type", "Www-Authenticate", BodyHeader},
 		},
 		{
+			name: "an exchanged Authorization is sent, and the client's still listed for removal",
+			decision: &authz.Decision{Allow: true, Status: 200, Headers: []authz.Header{{Name: "x-mcp-subject", Value: "alice"}, {Name: "authorization", Value: "Bearer exchanged"}},
+				RemoveHeaders: []string{"x-mcp-email"}},
+			headers:    map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/mcp"},
+			wantStatus: 200,
+			wantHeader: map[string]string{"Authorization": "Bearer exchanged", RemoveHeadersHeader: "x-mcp-email,authorization"},
+		},
+		{
 			name:       "deny",
 			decision:   &authz.Decision{Status: 401, Headers: []authz.Header{jsonCT, {Name: "www-authenticate", Value: `Bearer resource_metadata="m"`}}, Body: []byte(`{"jsonrpc":"2.0"}`)},
 			headers:    map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/mcp"},
