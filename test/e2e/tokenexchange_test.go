@@ -314,6 +314,20 @@ func TestTokenExchange(t *testing.T) {
 			t.Fatal("the MCP server never received the exchanged token")
 		}
 	})
+	direct := -1 // the index of the one request the test itself sends the API with the client's token
+	t.Run("the API refuses the client's own token (not its audience)", func(t *testing.T) {
+		direct = len(api.received())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiL.Addr().String()+"/me", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the API answered %d to the client's token, want 401", resp.StatusCode)
+		}
+	})
 	t.Run("private_key_jwt client authentication", func(t *testing.T) {
 		claims := callAPI(connect(withKey))
 		if claims["sub"] != "alice" || claims["client_id"] != keyClient || claims["act"] != nil {
@@ -348,10 +362,15 @@ func TestTokenExchange(t *testing.T) {
 			t.Fatalf("cached exchange: API saw %v", claims)
 		}
 	})
-	// Over the whole run, whatever the stack and the outcome.
+	// Over the whole run, whatever the stack and the outcome (the API got it once: the direct call above).
 	client := "Bearer " + tok.AccessToken
-	if slices.Contains(authorizations(mcpSrv), client) || slices.Contains(api.received(), client) {
-		t.Fatal("the client's token reached the MCP server or the API")
+	if slices.Contains(authorizations(mcpSrv), client) {
+		t.Fatal("the client's token reached the MCP server")
+	}
+	for i, a := range api.received() {
+		if a == client && i != direct {
+			t.Fatal("the client's token reached the API through the MCP server")
+		}
 	}
 }
 
