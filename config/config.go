@@ -49,6 +49,8 @@ type Config struct {
 	Telemetry Telemetry `json:"telemetry"`
 	// TokenCache sizes the caches of verified and refused tokens.
 	TokenCache TokenCache `json:"token_cache"`
+	// Bridge, when set, turns on the OAuth bridge for the issuers that have a bridge block (docs/bridge.md).
+	Bridge *Bridge `json:"bridge,omitempty"`
 }
 
 // MaxTokenCacheEntries bounds token_cache.max_entries: an entry holds about 5 KiB for a 1 KiB token, so the
@@ -105,7 +107,8 @@ type Resource struct {
 	Name string `json:"name,omitempty"`
 	// ScopesSupported is the PRM `scopes_supported`.
 	ScopesSupported []string `json:"scopes_supported,omitempty"`
-	// AuthorizationServers is the PRM `authorization_servers`. Default: every issuer's `iss`.
+	// AuthorizationServers is the PRM `authorization_servers`. Default: every issuer's `iss`, or for a bridged
+	// issuer its bridge's issuer identifier ({public_url}/oauth/{id}).
 	AuthorizationServers []string `json:"authorization_servers,omitempty"`
 	// Documentation is the PRM `resource_documentation`.
 	Documentation string `json:"resource_documentation,omitempty"`
@@ -155,6 +158,8 @@ type Issuer struct {
 	// loopback: anyone on the network path could then replace the signing keys. Default false: such a
 	// discovery_url is a start-up error, and such a jwks_uri is refused.
 	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
+	// Bridge, when set, puts the OAuth bridge in front of this issuer (docs/bridge.md).
+	Bridge *IssuerBridge `json:"bridge,omitempty"`
 }
 
 // Policy says where the Rego policies and their data live: local paths (watched and reloaded on change) or
@@ -428,10 +433,15 @@ func (c *Config) applyDefaults() {
 			is.MinRefreshInterval = Duration(10 * time.Second)
 		}
 	}
+	c.applyBridgeDefaults()
 	for i := range c.Resources {
 		r := &c.Resources[i]
 		if len(r.AuthorizationServers) == 0 {
 			for _, is := range c.Issuers {
+				if as := BridgeIssuer(c.PublicURL, is); as != "" {
+					r.AuthorizationServers = append(r.AuthorizationServers, as)
+					continue
+				}
 				r.AuthorizationServers = append(r.AuthorizationServers, is.Issuer)
 			}
 		}
@@ -574,6 +584,7 @@ func (c *Config) Validate() error {
 	if f := c.Log.FlushEvery(); f < 0 || f > 10*time.Second {
 		fail("log.flush_interval", "must be between 0s and 10s, not %v", f)
 	}
+	c.validateBridge(fail)
 	if n := c.Telemetry.ServiceName; strings.TrimSpace(n) != n || strings.ContainsAny(n, "\r\n\x00") {
 		fail("telemetry.service_name", "%q has surrounding spaces or control characters", n)
 	}

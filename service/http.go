@@ -10,9 +10,12 @@ import (
 	"github.com/mcp-authz/mcp-authz/policy"
 )
 
-// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness, metrics and the
-// HTTP authorization endpoint (package forwardauth) under /authz. /authz is for the front proxy only: it
-// trusts X-Original-* / X-Forwarded-* headers, so the listener must not be reachable by clients.
+// routes is the HTTP listener's handler: Protected Resource Metadata, liveness, readiness, metrics, the
+// HTTP authorization endpoint (package forwardauth) under /authz and, when an issuer is bridged, the OAuth
+// bridge's endpoints (package bridge). /authz is for the front proxy only: it trusts X-Original-* /
+// X-Forwarded-* headers, so it must not be reachable by clients (route only the bridge and the well-known
+// paths to the listener from outside). The bridge is not under the check limiter: a user's sign-in is not
+// a Check, and shedding it would not relieve the Checks.
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
 	if h := s.telemetry.MetricsHandler(); h != nil {
@@ -33,6 +36,9 @@ func (s *Service) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, readiness{Status: "ready", Policy: ps})
 	})
+	if s.bridge != nil {
+		s.bridge.Routes(mux)
+	}
 	fa := s.limit.handler(forwardauth.New(s.authorizer, s.log, forwardauth.Options{Prefix: forwardauth.Prefix,
 		MaxBody: s.cfg.MaxBodyBytes, Family: forwardauth.Family(s.cfg.ForwardAuth.RequestHeaders)}))
 	// /authz is routed on the request-target as received: the mux would answer a path with dot segments or

@@ -16,6 +16,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/bridge"
 	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/envoy"
 	"github.com/mcp-authz/mcp-authz/policy"
@@ -38,7 +39,8 @@ type Service struct {
 	http       *http.Server
 	telemetry  *telemetry.Providers
 	limit      *checkLimit
-	draining   atomic.Bool // set on shutdown: /readyz answers 503 while in-flight requests finish
+	bridge     *bridge.Bridge // nil when no issuer is bridged
+	draining   atomic.Bool    // set on shutdown: /readyz answers 503 while in-flight requests finish
 }
 
 // Option changes a Service built by New.
@@ -99,6 +101,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	if s.bridge, err = bridge.New(cfg, log); err != nil {
+		return nil, err
+	}
 	s.grpc = grpc.NewServer(grpcOptions(s.limit, cfg.Server.ConnectionAge())...)
 	authv3.RegisterAuthorizationServer(s.grpc, envoy.NewServer(s.authorizer, envoyOpts...))
 	s.health = health.NewServer()
@@ -153,6 +158,9 @@ func (s *Service) Serve(ctx context.Context, grpcL, httpL net.Listener) error {
 		}
 	})
 	go s.watchReadiness(ctx)
+	if s.bridge != nil {
+		go s.bridge.Run(ctx)
+	}
 	s.log.Info("mcp-authz serving", "grpc", grpcL.Addr().String(), "http", httpL.Addr().String(), "resources", len(s.cfg.Resources), "issuers", len(s.cfg.Issuers))
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcL) }()

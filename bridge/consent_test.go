@@ -1,0 +1,110 @@
+package bridge
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestConsentPage(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	f := e.newFlow(e.register(redirect), redirect)
+	r := f.authorize()
+	if r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	for _, want := range []string{`<html lang="en">`, "Test client", "127.0.0.1:5555", "Example tools", testResource, "tools:read",
+		`<button id="allow" class="allow" type="submit" name="decision" value="allow">Allow</button>`, `value="deny">Deny</button>`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("consent page lacks %q", want)
+		}
+	}
+	if strings.Contains(r.body, "<script") {
+		t.Error("consent page has a script")
+	}
+	h := r.header
+	csp := h.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", e.idp.Issuer(), "http://127.0.0.1:5555", "style-src 'sha256-"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("headers %v", h)
+	}
+	var bind *http.Cookie
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == "mcp-authz-bind" {
+			bind = c
+		}
+	}
+	if bind == nil || !bind.HttpOnly || bind.SameSite != http.SameSiteLaxMode {
+		t.Errorf("binding cookie %+v", bind)
+	}
+}
+
+func TestConsentRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	f := e.newFlow(e.register(redirect), redirect)
+	r := f.consent(f.authorize(), "deny")
+	if r.status != http.StatusFound || !strings.HasPrefix(r.location.String(), redirect) {
+		t.Fatalf("want a redirect to the client, got %d %v", r.status, r.location)
+	}
+	if q := r.location.Query(); q.Get("error") != "access_denied" || q.Get("state") != "client-state" || q.Get("iss") != e.iss {
+		t.Errorf("refusal %v", q)
+	}
+	// A refusal is not remembered: the next authorization asks again.
+	if r := f.authorize(); r.status != http.StatusOK || !strings.Contains(r.body, `name="csrf"`) {
+		t.Errorf("after a refusal: %d", r.status)
+	}
+}
+
+func TestConsentRefusals(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	id := e.register(redirect)
+	// Mallory's consent form: valid, for her browser.
+	mallory := e.newFlow(id, redirect)
+	malloryForm := consentForm(t, mallory.authorize().body)
+	tests := []struct {
+		name   string
+		change func(f *flow, form url.Values)
+		status int
+	}{
+		{"no CSRF token", func(_ *flow, form url.Values) { form.Del("csrf") }, http.StatusForbidden},
+		{"wrong CSRF token", func(_ *flow, form url.Values) { form.Set("csrf", malloryForm.Get("csrf")) }, http.StatusForbidden},
+		{"CSRF token presented as the transaction", func(_ *flow, form url.Values) { form.Set("txn", form.Get("csrf")) }, http.StatusBadRequest},
+		{"another browser's form", func(_ *flow, form url.Values) {
+			form.Set("txn", malloryForm.Get("txn"))
+			form.Set("csrf", malloryForm.Get("csrf"))
+		}, http.StatusForbidden},
+		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden},
+		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := e.newFlow(id, redirect)
+			form := consentForm(t, f.authorize().body)
+			form.Set("decision", "allow")
+			tt.change(f, form)
+			r := f.br.postForm(e.iss+"/consent", form)
+			if r.status != tt.status || r.location != nil {
+				t.Fatalf("status %d location %v, want %d page: %s", r.status, r.location, tt.status, r.body)
+			}
+		})
+	}
+	t.Run("cross-origin POST", func(t *testing.T) {
+		f := e.newFlow(id, redirect)
+		form := consentForm(t, f.authorize().body)
+		form.Set("decision", "allow")
+		req, _ := http.NewRequest(http.MethodPost, e.iss+"/consent", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://evil.example")
+		if r := f.br.do(req); r.status != http.StatusForbidden {
+			t.Fatalf("status %d, want 403", r.status)
+		}
+	})
+}
