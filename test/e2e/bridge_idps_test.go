@@ -31,9 +31,10 @@ const enterpriseAudience = "api://default"
 
 // startBridgeHydra runs Hydra (dynamic registration off) with the bridge's public client: PKCE, redirect
 // URI callback, authorization_code and refresh_token, the MCP resource URLs as the audiences it may ask for.
-func startBridgeHydra(t testing.TB, resources []string, callback string) *hydra {
+// sameOrigin puts the login app on Hydra's origin (startHydraWith).
+func startBridgeHydra(t testing.TB, resources []string, callback string, sameOrigin bool) *hydra {
 	t.Helper()
-	h := startHydra(t, resources)
+	h := startHydraWith(t, resources, sameOrigin)
 	h.createClient(t, map[string]any{
 		"client_id": bridgeClientID, "client_name": "mcp-authz OAuth bridge", "token_endpoint_auth_method": "none",
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
@@ -79,7 +80,7 @@ func TestBridgeIdPs(t *testing.T) {
 	const resource = "http://127.0.0.1:9/mcp"
 	t.Run("hydra", func(t *testing.T) {
 		t.Parallel()
-		h := startBridgeHydra(t, []string{resource}, callback)
+		h := startBridgeHydra(t, []string{resource}, callback, false)
 		meta := discovery(t, h.issuer)
 		if _, ok := meta["registration_endpoint"]; ok {
 			t.Errorf("Hydra advertises a registration endpoint: %v", meta["registration_endpoint"])

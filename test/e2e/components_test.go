@@ -212,6 +212,8 @@ type authzInstance struct {
 	grpcAddr string
 	httpURL  string
 	client   authv3.AuthorizationClient
+	// logs is everything mcp-authz logged (JSON lines, the last 256 KiB).
+	logs *syncBuffer
 }
 
 // startAuthz runs mcp-authz in process with the given configuration document on the given listeners
@@ -254,7 +256,7 @@ func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &authzInstance{grpcAddr: gl.Addr().String(), httpURL: "http://" + hl.Addr().String(), client: authv3.NewAuthorizationClient(conn)}
+	return &authzInstance{grpcAddr: gl.Addr().String(), httpURL: "http://" + hl.Addr().String(), client: authv3.NewAuthorizationClient(conn), logs: logs}
 }
 
 // startMCPServer runs the example MCP server in process on every path and returns it with its base URL.

@@ -21,7 +21,7 @@
 //     E2E_CHROMIUM         Chromium's path (default /usr/lib/chromium/chromium)
 //
 // The report: {redirect, pages: [{kind, host, path, status}], codes, finalURL, finalStatus, finalText,
-// hosts, error}. kind is consent (the bridge's page), login (an IdP login form), idp-consent (an IdP
+// hosts, consoleErrors, error}. kind is consent (the bridge's page), login (an IdP login form), idp-consent (an IdP
 // consent form) or error (a document answered with a 4xx or 5xx status and no form). codes are the `code`
 // query values of every navigation, so the caller can check that none of them appears in a log.
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -49,7 +49,7 @@ export async function authorize(url, options = {}) {
   } = options;
   if (!redirectPrefix) throw new Error('redirectPrefix is required');
   const deadline = Date.now() + timeoutMs;
-  const report = { redirect: null, pages: [], codes: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', error: '' };
+  const report = { redirect: null, pages: [], codes: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
   const launch = {
     executablePath,
     headless: true,
@@ -72,6 +72,13 @@ export async function authorize(url, options = {}) {
       const code = u.searchParams.get('code');
       if (code) report.codes.push(code);
       if (!report.redirect && req.url().startsWith(redirectPrefix)) report.redirect = req.url();
+    });
+    // Console errors name what the browser refused (a Content-Security-Policy violation, say).
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') {
+        log('console error:', msg.text());
+        report.consoleErrors.push(msg.text().slice(0, 500));
+      }
     });
     page.on('response', (resp) => {
       if (resp.request().isNavigationRequest() && resp.frame() === page.mainFrame()) lastStatus = resp.status();
@@ -110,7 +117,14 @@ export async function authorize(url, options = {}) {
         }
         if (!target) throw new Error(`no ${consent} button on the bridge's consent page at ${here.host}${here.pathname}`);
         log('bridge consent at', here.host, '->', consent);
+        const before = page.url();
         await click(target);
+        await page.waitForTimeout(200);
+        if (!report.redirect && page.url() === before && (await bridgeForm.count())) {
+          // The browser refused to follow the form (a Content-Security-Policy form-action that does not
+          // allow where the redirects lead, say): clicking again would loop.
+          throw new Error(`the consent form's submission went nowhere (still at ${here.host}${here.pathname}); console: ${report.consoleErrors.join(' | ') || 'nothing'}`);
+        }
       } else if (await page.locator('input[name=username]').count()) {
         report.pages.push({ kind: 'login', ...where });
         log('login form at', here.host);
