@@ -129,7 +129,7 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 	}
 	d.outcome, d.reason = "allow", "consent asked"
 	b.logDecision(ctx, is, d)
-	b.showConsent(w, r, is, meta, c, tx)
+	b.showConsent(w, is, c, tx)
 }
 
 // toIdP sends the browser to the IdP's authorization endpoint with the bridge's client, its own PKCE challenge

@@ -179,9 +179,6 @@ func (f *cimdFetcher) fetch(ctx context.Context, u *url.URL, id string) (*client
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return nil, 0, fmt.Errorf("%w: content type %q is not JSON", errCIMD, shorten(resp.Header.Get("Content-Type")))
 	}
-	if resp.ContentLength > int64(f.cfg.MaxBytes) {
-		return nil, 0, fmt.Errorf("%w: larger than %d bytes", errCIMD, f.cfg.MaxBytes)
-	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(f.cfg.MaxBytes)+1))
 	if err != nil {
 		if ctx.Err() != nil || isTimeout(err) {

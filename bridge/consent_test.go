@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConsentPage(t *testing.T) {
@@ -26,10 +29,16 @@ func TestConsentPage(t *testing.T) {
 	}
 	h := r.header
 	csp := h.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", e.idp.Issuer(), "http://127.0.0.1:5555", "style-src 'sha256-"} {
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "style-src 'sha256-"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
+	}
+	// The page's style is the one the policy's hash allows.
+	style := r.body[strings.Index(r.body, "<style>")+len("<style>") : strings.Index(r.body, "</style>")]
+	sum := sha256.Sum256([]byte(style))
+	if !strings.Contains(csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") {
+		t.Errorf("CSP %q does not allow the page's style", csp)
 	}
 	if h.Get("X-Frame-Options") != "DENY" || h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" {
 		t.Errorf("headers %v", h)
@@ -69,20 +78,34 @@ func TestConsentRefusals(t *testing.T) {
 	// Mallory's consent form: valid, for her browser.
 	mallory := e.newFlow(id, redirect)
 	malloryForm := consentForm(t, mallory.authorize().body)
+	// A transaction of Mallory's browser with a CSRF token for this one: only the transaction's own binding
+	// tells them apart.
+	var malloryTx txn
+	if err := e.b.sealer.Open(PurposeConsent, malloryForm.Get("txn"), &malloryTx); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		change func(f *flow, form url.Values)
 		status int
+		want   string
 	}{
-		{"no CSRF token", func(_ *flow, form url.Values) { form.Del("csrf") }, http.StatusForbidden},
-		{"wrong CSRF token", func(_ *flow, form url.Values) { form.Set("csrf", malloryForm.Get("csrf")) }, http.StatusForbidden},
-		{"CSRF token presented as the transaction", func(_ *flow, form url.Values) { form.Set("txn", form.Get("csrf")) }, http.StatusBadRequest},
+		{"no CSRF token", func(_ *flow, form url.Values) { form.Del("csrf") }, http.StatusForbidden, "security token"},
+		{"wrong CSRF token", func(_ *flow, form url.Values) { form.Set("csrf", malloryForm.Get("csrf")) }, http.StatusForbidden, "security token"},
+		{"CSRF token presented as the transaction", func(_ *flow, form url.Values) { form.Set("txn", form.Get("csrf")) }, http.StatusBadRequest, "invalid or expired"},
 		{"another browser's form", func(_ *flow, form url.Values) {
 			form.Set("txn", malloryForm.Get("txn"))
 			form.Set("csrf", malloryForm.Get("csrf"))
-		}, http.StatusForbidden},
-		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden},
-		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest},
+		}, http.StatusForbidden, "security token"},
+		{"another browser's transaction with this browser's CSRF token", func(f *flow, form url.Values) {
+			var tok csrfToken
+			e.b.sealer.Open(PurposeCSRF, form.Get("csrf"), &tok)
+			csrf, _ := e.b.sealer.Seal(PurposeCSRF, csrfToken{Binding: tok.Binding, Txn: malloryTx.ID}, e.clock.now().Add(time.Minute))
+			form.Set("csrf", csrf)
+			form.Set("txn", malloryForm.Get("txn"))
+		}, http.StatusForbidden, "another browser"},
+		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden, "did not start"},
+		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest, "answer is missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +114,8 @@ func TestConsentRefusals(t *testing.T) {
 			form.Set("decision", "allow")
 			tt.change(f, form)
 			r := f.br.postForm(e.iss+"/consent", form)
-			if r.status != tt.status || r.location != nil {
-				t.Fatalf("status %d location %v, want %d page: %s", r.status, r.location, tt.status, r.body)
+			if r.status != tt.status || r.location != nil || !strings.Contains(r.body, tt.want) {
+				t.Fatalf("status %d location %v, want a %d page saying %q: %s", r.status, r.location, tt.status, tt.want, r.body)
 			}
 		})
 	}

@@ -76,7 +76,7 @@ func TestCodeReplay(t *testing.T) {
 		t.Fatalf("first redemption: %d %s", r.status, r.body)
 	}
 	r := f.redeem(code)
-	if m := decodeJSON(t, r.body); r.status != http.StatusBadRequest || m["error"] != "invalid_grant" || !strings.Contains(m["error_description"].(string), "already used") {
+	if m := decodeJSON(t, r.body); r.status != http.StatusBadRequest || m["error"] != "invalid_grant" || m["error_description"] != "the code was already used" {
 		t.Errorf("replay on the same replica: %d %v", r.status, m)
 	}
 	replica, err := New(e.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(e.clock.now))
