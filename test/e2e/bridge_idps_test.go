@@ -31,10 +31,9 @@ const enterpriseAudience = "api://default"
 
 // startBridgeHydra runs Hydra (dynamic registration off) with the bridge's public client: PKCE, redirect
 // URI callback, authorization_code and refresh_token, the MCP resource URLs as the audiences it may ask for.
-// sameOrigin puts the login app on Hydra's origin (startHydraWith).
-func startBridgeHydra(t testing.TB, resources []string, callback string, sameOrigin bool) *hydra {
+func startBridgeHydra(t testing.TB, resources []string, callback string) *hydra {
 	t.Helper()
-	h := startHydraWith(t, resources, sameOrigin)
+	h := startHydra(t, resources)
 	h.createClient(t, map[string]any{
 		"client_id": bridgeClientID, "client_name": "mcp-authz OAuth bridge", "token_endpoint_auth_method": "none",
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
@@ -80,7 +79,7 @@ func TestBridgeIdPs(t *testing.T) {
 	const resource = "http://127.0.0.1:9/mcp"
 	t.Run("hydra", func(t *testing.T) {
 		t.Parallel()
-		h := startBridgeHydra(t, []string{resource}, callback, false)
+		h := startBridgeHydra(t, []string{resource}, callback)
 		meta := discovery(t, h.issuer)
 		if _, ok := meta["registration_endpoint"]; ok {
 			t.Errorf("Hydra advertises a registration endpoint: %v", meta["registration_endpoint"])

@@ -5,7 +5,8 @@
 // mcp-remote with a headless Chromium filling the IdP's login page). Everything listens on 127.0.0.1 and stops when the test ends.
 //
 // The OAuth bridge (TestBridge, TestBridgeIdPs) runs against IdPs that register no clients, as enterprise
-// IdPs do: Ory Hydra with dynamic registration off, and oidc-provider set up like Okta's default
+// IdPs do: Ory Hydra with dynamic registration off (its login UI on another origin, as federated logins
+// are), and oidc-provider set up like Okta's default
 // authorization server (no registration, access tokens for api://default whatever `resource` asks, no
 // code_challenge_methods_supported). Each has one public client pre-registered for the bridge. Three real
 // MCP clients log in through the bridge in Chromium (node/bridge-browser.mjs: the bridge's consent page,

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"io"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -51,35 +50,17 @@ type hydraClient struct {
 // login/consent app that shows a login form, then accepts through the admin API. Dynamic client
 // registration is off (Hydra's default, stated in the configuration because the bridge scenarios rely on
 // it): clients exist only through the admin API, as at an enterprise IdP. The login app has its own
-// origin, as Ory's account UI usually has.
+// origin, as Ory's account UI usually has and as federated logins at enterprise IdPs do: the browser
+// leaves the IdP's origin during the authorization.
 func startHydra(t testing.TB, resources []string) *hydra {
-	t.Helper()
-	return startHydraWith(t, resources, false)
-}
-
-// startHydraWith is startHydra; with sameOrigin the login app and Hydra's public endpoints share one origin
-// (a front that routes /login and /consent to the app and the rest to Hydra, which takes its URL for its
-// issuer), as when the login UI is deployed under the IdP's own host.
-func startHydraWith(t testing.TB, resources []string, sameOrigin bool) *hydra {
 	t.Helper()
 	bin := findProgram(t, "Ory Hydra", "build it with `test/tools/build.sh hydra` or set MCP_AUTHZ_HYDRA",
 		os.Getenv("MCP_AUTHZ_HYDRA"), filepath.Join(repoRoot(t), "bin", "hydra"))
 	pub, admin := freePort(t), freePort(t)
 	h := &hydra{issuer: fmt.Sprintf("http://127.0.0.1:%d", pub), adminURL: fmt.Sprintf("http://127.0.0.1:%d", admin), resources: resources}
 	appL := listen(t)
+	serve(t, appL, h.loginConsentApp(t))
 	app := "http://" + appL.Addr().String()
-	if sameOrigin {
-		h.issuer = app
-		target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", pub))
-		mux := http.NewServeMux()
-		loginConsent := h.loginConsentApp(t)
-		mux.Handle("/login", loginConsent)
-		mux.Handle("/consent", loginConsent)
-		mux.Handle("/", httputil.NewSingleHostReverseProxy(target))
-		serve(t, appL, mux)
-	} else {
-		serve(t, appL, h.loginConsentApp(t))
-	}
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`dsn: memory
 serve:
