@@ -36,6 +36,10 @@ type browserPage struct {
 	Host   string `json:"host"`
 	Path   string `json:"path"`
 	Status int    `json:"status"`
+	// Text, Aria (the accessibility tree, a Playwright aria snapshot) and Lang of a consent page.
+	Text string `json:"text"`
+	Aria string `json:"aria"`
+	Lang string `json:"lang"`
 }
 
 // browserReport is what node/bridge-browser.mjs reports of one authorization flow.
@@ -43,6 +47,7 @@ type browserReport struct {
 	Redirect    string        `json:"redirect"`
 	Pages       []browserPage `json:"pages"`
 	Codes       []string      `json:"codes"`
+	States      []string      `json:"states"`
 	Hosts       []string      `json:"hosts"`
 	FinalURL    string        `json:"finalURL"`
 	FinalStatus int           `json:"finalStatus"`
@@ -58,6 +63,21 @@ func (r browserReport) shown(kind string) bool {
 		}
 	}
 	return false
+}
+
+// secrets are the codes and states the flow carried: none may appear in a log.
+func (r browserReport) secrets() []string {
+	return append(append([]string(nil), r.Codes...), r.States...)
+}
+
+// page returns the flow's first page of this kind.
+func (r browserReport) page(kind string) (browserPage, bool) {
+	for _, p := range r.Pages {
+		if p.Kind == kind {
+			return p, true
+		}
+	}
+	return browserPage{}, false
 }
 
 // chromiumUser is one user's Chromium (a profile directory kept for the test, so the bridge's consent

@@ -196,6 +196,26 @@ func checkToken(t *testing.T, bs *bridgeStack, claims map[string]any) {
 	}
 }
 
+// checkConsentPage: the bridge's consent page tells the user who asks (the client's name), where the answer
+// goes (the redirect URI's host), for which MCP server and which scopes; its accessibility tree has a
+// heading and two named buttons, and the document says its language.
+func checkConsentPage(t *testing.T, p browserPage, name, redirectHost, resource string) {
+	t.Helper()
+	for _, want := range []string{name, redirectHost, resource, "tools:read", "tools:call"} {
+		if !strings.Contains(p.Text, want) {
+			t.Errorf("consent page does not show %q:\n%s", want, p.Text)
+		}
+	}
+	for _, want := range []string{"- heading ", `- button "Allow"`, `- button "Deny"`} {
+		if !strings.Contains(p.Aria, want) {
+			t.Errorf("consent page's accessibility tree lacks %s:\n%s", want, p.Aria)
+		}
+	}
+	if p.Lang == "" {
+		t.Error("consent page has no lang")
+	}
+}
+
 // pageKinds lists the kinds of pages of a flow.
 func pageKinds(rep browserReport) []string {
 	var out []string
@@ -231,6 +251,8 @@ func goSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []
 		t.Fatalf("%d flows (want 1); the first: pages %v (want the bridge's consent then the IdP's login), error %q",
 			len(reps), pageKinds(reps[0]), reps[0].Error)
 	}
+	consent, _ := reps[0].page("consent")
+	checkConsentPage(t, consent, "e2e Go SDK client", "127.0.0.1:8976", bs.px.resource())
 	if rs := c.Responses(); len(rs) != 1 || rs[0].Get("iss") != bs.bridgeIssuer {
 		t.Errorf("authorization response iss = %q, want the bridge's %s", rs[0].Get("iss"), bs.bridgeIssuer)
 	}
@@ -254,7 +276,7 @@ func goSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []
 	}
 	var codes []string
 	for _, r := range reps {
-		codes = append(codes, r.Codes...)
+		codes = append(codes, r.secrets()...)
 	}
 	return codes
 }
@@ -286,11 +308,14 @@ func mcpRemoteThroughBridge(t *testing.T, bs *bridgeStack) []string {
 	checkRecords(t, bs, before, "bob")
 	reps := browser.waitReports(t, results, 1, 30*time.Second)
 	if len(reps) != 1 || !reps[0].shown("consent") || !reps[0].shown("login") {
-		t.Errorf("browser flows %d, pages %v: want one flow with consent and login", len(reps), reps)
+		t.Fatalf("browser flows %d, pages %v: want one flow with consent and login", len(reps), reps)
 	}
+	// The name mcp-remote registers with (DCR's client_name).
+	consent, _ := reps[0].page("consent")
+	checkConsentPage(t, consent, "MCP CLI Proxy", fmt.Sprintf("127.0.0.1:%d", callbackPort), bs.px.resource())
 	var codes []string
 	for _, r := range reps {
-		codes = append(codes, r.Codes...)
+		codes = append(codes, r.secrets()...)
 	}
 	return codes
 }
@@ -321,7 +346,7 @@ func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []
 	}
 	var codes []string
 	for _, r := range res.Browser {
-		codes = append(codes, r.Codes...)
+		codes = append(codes, r.secrets()...)
 	}
 	return codes
 }
@@ -360,7 +385,7 @@ func consentRefused(t *testing.T, bs *bridgeStack) []string {
 	}
 	var codes []string
 	for _, r := range browser.Reports() {
-		codes = append(codes, r.Codes...)
+		codes = append(codes, r.secrets()...)
 	}
 	return codes
 }
