@@ -110,6 +110,9 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 		fail("invalid_target", err.Error())
 		return
 	}
+	if strings.TrimSpace(scope) == "" {
+		scope = b.defaultScope(resource)
+	}
 	meta, err := is.idp.get(ctx)
 	if err != nil {
 		d.outcome = "error"
@@ -184,6 +187,21 @@ func (b *Bridge) resource(values []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("resource %q is not a server this authorization server protects", shorten(values[0]))
+}
+
+// defaultScope is the scope of a request that names none: what the resource's 401 challenge asks for
+// (challenge_scopes, else scopes_supported). Without it an IdP such as Entra ID would issue a token for
+// another API than the resource.
+func (b *Bridge) defaultScope(resource string) string {
+	for _, r := range b.resources {
+		if r.URL == resource {
+			if len(r.ChallengeScopes) > 0 {
+				return strings.Join(r.ChallengeScopes, " ")
+			}
+			return strings.Join(r.ScopesSupported, " ")
+		}
+	}
+	return ""
 }
 
 // sameResource compares resource URIs as RFC 3986 does for scheme and host (case-insensitive), ignoring a

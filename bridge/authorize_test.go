@@ -110,12 +110,16 @@ func TestAuthorizeToIdP(t *testing.T) {
 		{"pass", "", "tools:read openid offline_access", testResource, ""},
 		{"drop with a scope prefix", "resource: drop\nscope_prefix: api://app/\nauthorize_params: {prompt: login}", "api://app/tools:read openid offline_access", "", ""},
 		{"audience", "resource: audience\naudience: api://default", "tools:read openid offline_access", "", "api://default"},
+		{"no scope asked: the resource's", "", "tools:read tools:call openid offline_access", testResource, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{bridgeYAML: tt.yaml})
 			redirect := "http://127.0.0.1:5555/cb"
 			f := e.newFlow(e.register(redirect), redirect)
+			if strings.HasPrefix(tt.name, "no scope") {
+				f.params.Del("scope")
+			}
 			r := f.consent(f.authorize(), "allow")
 			q := r.location.Query()
 			if q.Get("client_id") != "mcp-client" || q.Get("redirect_uri") != e.iss+"/callback" || q.Get("code_challenge_method") != "S256" ||

@@ -12,6 +12,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -61,8 +62,8 @@ type issuer struct {
 // Option changes a Bridge built by New.
 type Option func(*Bridge)
 
-// WithHTTPClient sends the requests to the IdPs (discovery, token) with c instead of a client with a 10 s
-// timeout.
+// WithHTTPClient sends the requests to the IdPs (discovery, token) with c instead of a client with an 8 s
+// timeout (within the HTTP listener's 10 s write timeout).
 func WithHTTPClient(c *http.Client) Option { return func(b *Bridge) { b.client = c } }
 
 // WithClock tells time with now instead of time.Now.
@@ -71,6 +72,12 @@ func WithClock(now func() time.Time) Option { return func(b *Bridge) { b.now = n
 // WithCIMDResolver resolves the host names of Client ID Metadata Document URLs with lookup instead of the
 // system resolver; the addresses it returns are checked as any others.
 func WithCIMDResolver(lookup Resolver) Option { return func(b *Bridge) { b.cimd.lookup = lookup } }
+
+// WithCIMDRootCAs verifies the TLS certificates of Client ID Metadata Document hosts with pool instead of
+// the system roots (tests with a local https server; a private CA).
+func WithCIMDRootCAs(pool *x509.CertPool) Option {
+	return func(b *Bridge) { b.cimd.transport.TLSClientConfig.RootCAs = pool }
+}
 
 // New builds the bridge of cfg, or returns nil when cfg has no bridge block. It reads the sealing keys and the
 // client secrets, but fetches nothing yet.
@@ -91,7 +98,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 		resources: cfg.Resources,
 		redirects: newRedirectPolicy(cfg.Bridge.RedirectURIs, cfg.Bridge.LoopbackRedirects()),
 		replay:    newReplayCache(1 << 16),
-		client:    &http.Client{Timeout: 10 * time.Second},
+		client:    &http.Client{Timeout: 8 * time.Second},
 		log:       log.With("component", "bridge"),
 		now:       time.Now,
 		publicURL: pu,

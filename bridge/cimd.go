@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,10 +30,11 @@ type Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
 // allowed, never through a proxy, never following a redirect, within a size and a time bound; only a JSON
 // object whose client_id equals the URL is accepted. Documents are cached per Cache-Control within bounds.
 type cimdFetcher struct {
-	cfg    config.CIMD
-	lookup Resolver
-	client *http.Client
-	now    func() time.Time
+	cfg       config.CIMD
+	lookup    Resolver
+	client    *http.Client
+	transport *http.Transport
+	now       func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]cimdEntry
@@ -60,16 +62,18 @@ func newCIMDFetcher(cfg config.CIMD) *cimdFetcher {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}}
 	dialer := &net.Dialer{Timeout: time.Duration(cfg.Timeout), Control: f.control}
+	f.transport = &http.Transport{
+		Proxy:                 nil, // a proxy would dial for us, past the address check
+		DialContext:           f.dialContext(dialer),
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   time.Duration(cfg.Timeout),
+		ResponseHeaderTimeout: time.Duration(cfg.Timeout),
+		MaxIdleConns:          16,
+		IdleConnTimeout:       30 * time.Second,
+		DisableCompression:    true, // the size bound applies to what crosses the network
+	}
 	f.client = &http.Client{
-		Transport: &http.Transport{
-			Proxy:                 nil, // a proxy would dial for us, past the address check
-			DialContext:           f.dialContext(dialer),
-			TLSHandshakeTimeout:   time.Duration(cfg.Timeout),
-			ResponseHeaderTimeout: time.Duration(cfg.Timeout),
-			MaxIdleConns:          16,
-			IdleConnTimeout:       30 * time.Second,
-			DisableCompression:    true, // the size bound applies to what crosses the network
-		},
+		Transport:     f.transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return f

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -264,5 +265,57 @@ func TestCIMDCache(t *testing.T) {
 		if got := cacheTTL(cc); got != want {
 			t.Errorf("cacheTTL(%q) = %v, want %v", cc, got, want)
 		}
+	}
+}
+
+// TestAuthorizeCIMDResolvedPrivate: at the authorization endpoint, a client id whose host resolves to a
+// loopback address is refused on a page, never fetched.
+func TestAuthorizeCIMDResolvedPrivate(t *testing.T) {
+	doc := newCIMDServer(t)
+	_, port, _ := strings.Cut(strings.TrimPrefix(doc.srv.URL, "http://"), ":")
+	e := newEnv(t, envOptions{cimdYAML: "{allow_http_loopback: true, timeout: 2s}", bridgeOpts: []Option{WithCIMDResolver(
+		func(context.Context, string) ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		})}})
+	id := "https://client.example:" + port + "/client.json"
+	r := e.newFlow(id, "http://127.0.0.1:40001/callback").authorize()
+	if r.status != http.StatusBadRequest || r.location != nil || !strings.Contains(r.body, "not public") {
+		t.Fatalf("%d %v %s", r.status, r.location, r.body)
+	}
+	if doc.hits.Load() != 0 {
+		t.Error("the document was fetched")
+	}
+}
+
+// TestCIMDOverTLS: an https document is fetched with the configured roots, and refused with a certificate
+// they do not vouch for.
+func TestCIMDOverTLS(t *testing.T) {
+	var id string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"client_id": id, "client_name": "TLS client", "redirect_uris": []string{"http://127.0.0.1/cb"}})
+	}))
+	t.Cleanup(srv.Close)
+	id = srv.URL + "/client.json"
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	for _, tt := range []struct {
+		name string
+		opts []Option
+		ok   bool
+	}{
+		{"trusted root", []Option{WithCIMDRootCAs(pool)}, true},
+		{"system roots", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{cimdYAML: "{allow_private_networks: true, timeout: 2s}", bridgeOpts: tt.opts})
+			c, err := e.b.cimd.get(t.Context(), id)
+			if tt.ok && (err != nil || c.name != "TLS client") {
+				t.Fatalf("get = %+v, %v", c, err)
+			}
+			if !tt.ok && !errors.Is(err, errCIMD) {
+				t.Fatalf("get = %v, want a refusal", err)
+			}
+		})
 	}
 }

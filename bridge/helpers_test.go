@@ -68,6 +68,7 @@ type env struct {
 type envOptions struct {
 	bridgeYAML string // extra lines of the issuer's bridge block
 	topYAML    string // extra lines of the top-level bridge block
+	cimdYAML   string // the bridge's cimd block; default: private networks and loopback http allowed
 	idpOpts    []idp.Option
 	bridgeOpts []Option
 	keys       [][]byte
@@ -101,6 +102,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 	e.srv = httptest.NewUnstartedServer(nil)
 	dir := t.TempDir()
+	if o.cimdYAML == "" {
+		o.cimdYAML = "{allow_private_networks: true, allow_http_loopback: true, timeout: 2s}"
+	}
 	if o.keys == nil {
 		k := make([]byte, KeySize)
 		rand.Read(k)
@@ -124,9 +128,9 @@ policy: {paths: [%q]}
 bridge:
   sealing_keys: [%s]
   redirect_uris: [https://app.example/callback]
-  cimd: {allow_private_networks: true, allow_http_loopback: true, timeout: 2s}
+  cimd: %s
 %s
-`, public, testResource, e.idp.Issuer(), indent(o.bridgeYAML, "      "), dir, strings.Join(keyFiles, ", "), indent(o.topYAML, "  "))
+`, public, testResource, e.idp.Issuer(), indent(o.bridgeYAML, "      "), dir, strings.Join(keyFiles, ", "), o.cimdYAML, indent(o.topYAML, "  "))
 	if e.cfg, err = config.Parse([]byte(yaml)); err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}

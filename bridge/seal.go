@@ -138,7 +138,8 @@ func (s *Sealer) Seal(p Purpose, v any, exp time.Time) (string, error) {
 // Open opens a value sealed for purpose p into v. It fails, wrapping ErrSealed, when the value was not sealed
 // by one of the keys for that purpose, was changed, or has expired.
 func (s *Sealer) Open(p Purpose, sealed string, v any) error {
-	b, err := base64.RawURLEncoding.DecodeString(sealed)
+	// Strict: only the canonical encoding decodes, so one sealed value has one text (the replay cache keys on it).
+	b, err := base64.RawURLEncoding.Strict().DecodeString(sealed)
 	if err != nil {
 		return fmt.Errorf("%w: not base64url", ErrSealed)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -178,5 +180,50 @@ func TestReplayCacheBounded(t *testing.T) {
 	now = now.Add(2 * time.Second) // k(1) expired: room again
 	if !c.first(k(3), now.Add(time.Minute)) {
 		t.Error("expired entry not evicted")
+	}
+}
+
+// TestTokenIdPRefusesBridgeClient: the IdP refusing the bridge's own client is the operator's problem: the
+// client gets server_error and the log an error line with the IdP's code.
+func TestTokenIdPRefusesBridgeClient(t *testing.T) {
+	e := newEnv(t, envOptions{idpHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/token") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(`{"error":"invalid_client","error_description":"client authentication failed"}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	redirect := "http://127.0.0.1:5555/cb"
+	f := e.newFlow(e.register(redirect), redirect)
+	r := f.redeem(f.code().Query().Get("code"))
+	if m := decodeJSON(t, r.body); r.status != http.StatusBadGateway || m["error"] != "server_error" {
+		t.Errorf("%d %v", r.status, m)
+	}
+	if !strings.Contains(e.logs.String(), `"level":"ERROR","msg":"bridge decision","component":"bridge","event":"token","outcome":"error"`) ||
+		!strings.Contains(e.logs.String(), `"idp_error":"invalid_client"`) {
+		t.Errorf("log: %s", e.logs.String())
+	}
+}
+
+// TestReplayCacheConcurrent: of many concurrent redemptions of one code, exactly one passes.
+func TestReplayCacheConcurrent(t *testing.T) {
+	c := newReplayCache(1024)
+	key := [32]byte{7}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if c.first(key, time.Now().Add(time.Minute)) {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d redemptions passed, want 1", wins.Load())
 	}
 }

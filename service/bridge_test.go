@@ -27,10 +27,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// TestBridgeWired runs mcp-authz with a bridged issuer: the PRM names the bridge, a DCR client gets a token
-// through the bridge from the IdP, and that token is allowed by a Check. The bridge's endpoints are served
-// beside /readyz, which stays as it is.
-func TestBridgeWired(t *testing.T) {
+// startBridged runs mcp-authz on 127.0.0.1 with the test IdP's issuer bridged (extra is added to the
+// document) and returns its public URL, a gRPC connection and the test's context.
+func startBridged(t *testing.T, extra string) (string, *grpc.ClientConn, context.Context) {
+	t.Helper()
 	std := startIdP(t)
 	dir := policyDir(t, testData, nil)
 	key := make([]byte, 32)
@@ -56,7 +56,7 @@ issuers:
 policy: {paths: [%s]}
 bridge:
   sealing_keys: [%s]
-`, public, resourceURL, std.Issuer(), dir, keyFile)))
+%s`, public, resourceURL, std.Issuer(), dir, keyFile, extra)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +74,59 @@ bridge:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return public, conn, ctx
+}
+
+// TestBridgeNotLimited: with every Check slot taken, /authz is shed but the bridge still answers.
+func TestBridgeNotLimited(t *testing.T) {
+	public, _, _ := startBridged(t, "server: {max_concurrent_checks: 1}\n")
+	// A forward-auth request whose body never completes holds the only slot.
+	c, err := net.Dial("tcp", strings.TrimPrefix(public, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /authz HTTP/1.1\r\nHost: x\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Uri: /mcp\r\nX-Forwarded-Host: mcp.example.com\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(public + "/authz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot is not taken: /authz answers %d", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, p := range []string{"/.well-known/oauth-authorization-server/oauth/default", "/oauth/default/.well-known/openid-configuration"} {
+		resp, err := http.Get(public + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s while Checks are shed: %d", p, resp.StatusCode)
+		}
+	}
+	resp, err := http.Post(public+"/oauth/default/register", "application/json", strings.NewReader(`{"redirect_uris":["http://127.0.0.1:1/cb"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("register while Checks are shed: %d", resp.StatusCode)
+	}
+}
+
+// TestBridgeWired runs mcp-authz with a bridged issuer: the PRM names the bridge, a DCR client gets a token
+// through the bridge from the IdP, and that token is allowed by a Check. The bridge's endpoints are served
+// beside /readyz, which stays as it is.
+func TestBridgeWired(t *testing.T) {
+	public, conn, ctx := startBridged(t, "")
 
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -103,7 +156,7 @@ bridge:
 	}
 
 	redirect := "http://127.0.0.1:4321/callback"
-	resp, err = c.Post(iss+"/register", "application/json", strings.NewReader(`{"redirect_uris":["`+redirect+`"],"client_name":"wired"}`))
+	resp, err := c.Post(iss+"/register", "application/json", strings.NewReader(`{"redirect_uris":["`+redirect+`"],"client_name":"wired"}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("register: %v %v", resp, err)
 	}
@@ -150,7 +203,7 @@ bridge:
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, body = get(public + "/readyz")
+		resp, body := get(public + "/readyz")
 		if resp.StatusCode == http.StatusOK {
 			break
 		}

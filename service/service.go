@@ -46,11 +46,20 @@ type Service struct {
 // Option changes a Service built by New.
 type Option func(*options)
 
-type options struct{ telemetry *telemetry.Providers }
+type options struct {
+	telemetry *telemetry.Providers
+	bridge    []bridge.Option
+}
 
 // WithTelemetry records spans and metrics with p; the caller shuts p down after Run returns. Without it the
 // service serves metrics of its own and traces nothing.
 func WithTelemetry(p *telemetry.Providers) Option { return func(o *options) { o.telemetry = p } }
+
+// WithBridgeOptions passes opts to the OAuth bridge (package bridge), when the configuration has one: a
+// client for the IdP calls, the roots that verify Client ID Metadata Document hosts, a clock.
+func WithBridgeOptions(opts ...bridge.Option) Option {
+	return func(o *options) { o.bridge = append(o.bridge, opts...) }
+}
 
 // New builds the service from a validated configuration: it compiles the policies (an error names the
 // file and line; with a bundle, the first one is downloaded once Run starts) but fetches no keys yet.
@@ -101,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	if s.bridge, err = bridge.New(cfg, log); err != nil {
+	if s.bridge, err = bridge.New(cfg, log, o.bridge...); err != nil {
 		return nil, err
 	}
 	s.grpc = grpc.NewServer(grpcOptions(s.limit, cfg.Server.ConnectionAge())...)
