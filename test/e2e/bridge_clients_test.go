@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -277,22 +276,30 @@ func runSDKClient(t testing.TB, b *chromiumUser, endpoint, redirect, metadataURL
 }
 
 // cimdHost serves Client ID Metadata Documents over https on 127.0.0.1 (the MCP SDKs accept only https
-// client ids), with the certificate of loopbackCert, which the process trusts (TestMain).
+// client ids) with a self-signed certificate; the bridge trusts it through roots (bridge.WithCIMDRootCAs).
 type cimdHost struct {
-	base string
-	mu   sync.Mutex
-	docs map[string]map[string]any
-	hits map[string]int
+	base  string
+	roots *x509.CertPool
+	mu    sync.Mutex
+	docs  map[string]map[string]any
+	hits  map[string]int
 }
 
 func startCIMDHost(t testing.TB) *cimdHost {
 	t.Helper()
-	if loopbackCert == nil {
-		t.Fatal("no loopback certificate (TestMain)")
+	cert, err := loopbackCert()
+	if err != nil {
+		t.Fatalf("loopback certificate: %v", err)
 	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
 	l := listen(t)
-	h := &cimdHost{base: "https://" + l.Addr().String(), docs: map[string]map[string]any{}, hits: map[string]int{}}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{*loopbackCert}}}
+	h := &cimdHost{base: "https://" + l.Addr().String(), roots: roots, docs: map[string]map[string]any{}, hits: map[string]int{}}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	go srv.ServeTLS(l, "", "")
 	t.Cleanup(func() { srv.Close() })
 	return h
@@ -331,61 +338,29 @@ func (h *cimdHost) Hits(path string) int {
 	return h.hits[path]
 }
 
-// loopbackCert is a self-signed certificate for 127.0.0.1, made by TestMain, which also adds it to the
-// roots the process trusts (SSL_CERT_FILE), so that mcp-authz, running in the test process, can fetch
-// Client ID Metadata Documents over https from the test. Set once before any test runs, read only after.
-var loopbackCert *tls.Certificate
-
-// TestMain trusts loopbackCert, then runs the tests.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "e2e-tls-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
-		os.Exit(1)
-	}
-	if err := trustLoopbackCert(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: loopback certificate:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// trustLoopbackCert makes loopbackCert and writes a root file of the system roots' file (when set) plus
-// it, for SSL_CERT_FILE. It must run before anything verifies a certificate: Go reads the roots once.
-func trustLoopbackCert(dir string) error {
+// loopbackCert makes a self-signed certificate for 127.0.0.1, valid for a day.
+func loopbackCert() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "mcp-authz e2e loopback"},
 		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true, IsCA: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return err
+		return tls.Certificate{}, err
 	}
-	loopbackCert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	var bundle []byte
-	if f := os.Getenv("SSL_CERT_FILE"); f != "" {
-		if bundle, err = os.ReadFile(f); err != nil {
-			return err
-		}
-		bundle = append(bundle, '\n')
-	}
-	bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	file := filepath.Join(dir, "roots.pem")
-	if err := os.WriteFile(file, bundle, 0o600); err != nil {
-		return err
-	}
-	return os.Setenv("SSL_CERT_FILE", file)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // scanLog fails the test when mcp-authz's log holds something that looks like a JWT or any of secrets

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/bridge"
+	"github.com/mcp-authz/mcp-authz/service"
 	"github.com/mcp-authz/mcp-authz/test/mcpserver"
 )
 
@@ -105,7 +107,7 @@ policy: {paths: [%q]}
 `, publicURL, resYAML, issuerYAML, filepath.Join(dir, "key0"), policyDir)
 	mcpSrv, upstream := startMCPServer(t)
 	bs.mcp = mcpSrv
-	bs.az = startAuthz(t, yaml, listen(t), hl)
+	bs.az = startAuthz(t, yaml, listen(t), hl, service.WithBridgeOptions(bridge.WithCIMDRootCAs(bs.cimd.roots)))
 	startStandin(t, pl, bs.az, upstream, nil)
 	return bs
 }

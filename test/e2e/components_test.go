@@ -217,8 +217,8 @@ type authzInstance struct {
 }
 
 // startAuthz runs mcp-authz in process with the given configuration document on the given listeners
-// and waits until it is ready (every issuer's keys loaded).
-func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
+// and waits until it is ready (every issuer's keys loaded). opts are service options (the bridge's, say).
+func startAuthz(t testing.TB, yaml string, gl, hl net.Listener, opts ...service.Option) *authzInstance {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -227,7 +227,7 @@ func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
+	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("service.New: %v", err)
