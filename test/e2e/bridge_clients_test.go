@@ -47,6 +47,7 @@ type browserReport struct {
 	Pages       []browserPage `json:"pages"`
 	Codes       []string      `json:"codes"`
 	States      []string      `json:"states"`
+	ClientIDs   []string      `json:"clientIds"`
 	Hosts       []string      `json:"hosts"`
 	FinalURL    string        `json:"finalURL"`
 	FinalStatus int           `json:"finalStatus"`

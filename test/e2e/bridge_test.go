@@ -315,6 +315,17 @@ func mcpRemoteThroughBridge(t *testing.T, bs *bridgeStack) []string {
 	// The name mcp-remote registers with (DCR's client_name).
 	consent, _ := reps[0].page("consent")
 	checkConsentPage(t, consent, "MCP CLI Proxy", fmt.Sprintf("127.0.0.1:%d", callbackPort), bs.px.resource())
+	// The client id the bridge issued (a sealed blob) is named in the log by the client's name and a short
+	// hash, never in full.
+	logs := bs.az.logs.String()
+	for _, id := range reps[0].ClientIDs {
+		if id != bridgeClientID && strings.Contains(logs, id) {
+			t.Errorf("mcp-authz logged the DCR client id %.12s... in full", id)
+		}
+	}
+	if !strings.Contains(logs, `"event":"register","outcome":"allow"`) || !strings.Contains(logs, `"client":"MCP CLI Proxy`) {
+		t.Errorf("no register decision naming the client MCP CLI Proxy in the log")
+	}
 	var codes []string
 	for _, r := range reps {
 		codes = append(codes, r.secrets()...)

@@ -20,12 +20,12 @@
 //     E2E_RESULT           append the report (one JSON line) to this file instead of printing it
 //     E2E_CHROMIUM         Chromium's path (default /usr/lib/chromium/chromium)
 //
-// The report: {redirect, pages: [{kind, host, path, status}], codes, states, finalURL, finalStatus,
-// finalText, hosts, consoleErrors, error}. kind is consent (the bridge's page; with its text, its
+// The report: {redirect, pages: [{kind, host, path, status}], codes, states, clientIds, finalURL,
+// finalStatus, finalText, hosts, consoleErrors, error}. kind is consent (the bridge's page; with its text, its
 // accessibility tree as a Playwright aria snapshot, and its lang), login (an IdP login form), idp-consent
-// (an IdP consent form) or error (a document answered with a 4xx or 5xx status and no form). codes and
-// states are the `code` and `state` query values of every navigation, so the caller can check that none
-// of them appears in a log.
+// (an IdP consent form) or error (a document answered with a 4xx or 5xx status and no form). codes,
+// states and clientIds are the `code`, `state` and `client_id` query values of every navigation, so the
+// caller can check what appears in a log.
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,7 +51,7 @@ export async function authorize(url, options = {}) {
   } = options;
   if (!redirectPrefix) throw new Error('redirectPrefix is required');
   const deadline = Date.now() + timeoutMs;
-  const report = { redirect: null, pages: [], codes: [], states: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
+  const report = { redirect: null, pages: [], codes: [], states: [], clientIds: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
   const launch = {
     executablePath,
     headless: true,
@@ -73,6 +73,8 @@ export async function authorize(url, options = {}) {
       if (!report.hosts.includes(u.host)) report.hosts.push(u.host);
       const code = u.searchParams.get('code');
       if (code) report.codes.push(code);
+      const clientId = u.searchParams.get('client_id');
+      if (clientId && !report.clientIds.includes(clientId)) report.clientIds.push(clientId);
       const state = u.searchParams.get('state');
       if (state && !report.states.includes(state)) report.states.push(state);
       if (!report.redirect && req.url().startsWith(redirectPrefix)) report.redirect = req.url();
