@@ -112,6 +112,8 @@ func TestCheckRedirectURI(t *testing.T) {
 		"https:///cb":                               false,
 		"/relative":                                 false,
 		"data:text/html,x":                          false,
+		"javascript://x/%0aalert(1)":                false,
+		"file:///etc/passwd":                        false,
 		"https://user@example.com/cb":               false,
 	} {
 		if err := CheckRedirectURI(uri); (err == nil) != ok {
