@@ -83,7 +83,6 @@ func (r browserReport) page(kind string) (browserPage, bool) {
 // chromiumUser is one user's Chromium (a profile directory kept for the test, so the bridge's consent
 // cookie and the IdP's session survive between flows, as in a real browser).
 type chromiumUser struct {
-	t                   testing.TB
 	node, dir, chromium string
 	profile             string
 	user                string
@@ -95,7 +94,7 @@ type chromiumUser struct {
 func newChromiumUser(t testing.TB, user string) *chromiumUser {
 	t.Helper()
 	node, dir, chromium := nodeTools(t, true)
-	return &chromiumUser{t: t, node: node, dir: dir, chromium: chromium, profile: t.TempDir(), user: user}
+	return &chromiumUser{node: node, dir: dir, chromium: chromium, profile: t.TempDir(), user: user}
 }
 
 // env is the environment of bridge-browser.mjs for one flow.
@@ -246,12 +245,18 @@ type sdkResult struct {
 	Result       json.RawMessage `json:"result"`
 	Claims       map[string]any  `json:"claims"`
 	Browser      []browserReport `json:"browser"`
-	Error        string          `json:"error"`
+	// Flows counts the authorizations in the browser; Refreshed says the client got a new access token
+	// with its refresh token (SDK_REFRESH), whose claims are RefreshedClaims.
+	Flows           int            `json:"flows"`
+	Refreshed       bool           `json:"refreshed"`
+	RefreshedClaims map[string]any `json:"refreshedClaims"`
+	Error           string         `json:"error"`
 }
 
 // runSDKClient runs the MCP TypeScript SDK client once against endpoint: it authorizes through the
-// bridge in b's Chromium, lists the tools and calls echo with message. metadataURL, when set, is its CIMD.
-func runSDKClient(t testing.TB, b *chromiumUser, endpoint, redirect, metadataURL, message string) sdkResult {
+// bridge in b's Chromium, lists the tools and calls echo with message. metadataURL, when set, is its CIMD;
+// refresh makes it then refresh its access token and call again.
+func runSDKClient(t testing.TB, b *chromiumUser, endpoint, redirect, metadataURL, message string, refresh bool) sdkResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -259,6 +264,9 @@ func runSDKClient(t testing.TB, b *chromiumUser, endpoint, redirect, metadataURL
 	cmd.Dir = b.dir
 	cmd.Env = append(os.Environ(), b.env(redirect, "approve")...)
 	cmd.Env = append(cmd.Env, "SDK_SERVER_URL="+endpoint, "SDK_REDIRECT_URL="+redirect, "SDK_CLIENT_METADATA_URL="+metadataURL, "SDK_MESSAGE="+message)
+	if refresh {
+		cmd.Env = append(cmd.Env, "SDK_REFRESH=1")
+	}
 	var stdout bytes.Buffer
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr

@@ -124,10 +124,12 @@ func TestBridge(t *testing.T) {
 	for _, tc := range []struct {
 		name, id string
 		idp      bridgeIdP
-		hostile  bool
+		// hostile runs the hostile cases; refresh has the TypeScript SDK client refresh its token (the
+		// bridge asks the IdP for offline_access).
+		hostile, refresh bool
 	}{
-		{"hydra", "hydra", hydraBridge, true},
-		{"oidc-provider enterprise", "corp", enterpriseBridge, false},
+		{"hydra", "hydra", hydraBridge, true, true},
+		{"oidc-provider enterprise", "corp", enterpriseBridge, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -138,12 +140,12 @@ func TestBridge(t *testing.T) {
 			t.Run("metadata", func(t *testing.T) { bridgeMetadata(t, bs) })
 			t.Run("Go SDK client, CIMD", func(t *testing.T) { codes = append(codes, goSDKThroughBridge(t, bs, alice)...) })
 			t.Run("mcp-remote, DCR", func(t *testing.T) { codes = append(codes, mcpRemoteThroughBridge(t, bs)...) })
-			t.Run("TypeScript SDK client, CIMD", func(t *testing.T) { codes = append(codes, tsSDKThroughBridge(t, bs, alice)...) })
+			t.Run("TypeScript SDK client, CIMD", func(t *testing.T) { codes = append(codes, tsSDKThroughBridge(t, bs, alice, tc.refresh)...) })
 			if tc.hostile {
 				t.Run("consent refused", func(t *testing.T) { codes = append(codes, consentRefused(t, bs)...) })
 				t.Run("redirect URI not allowed", func(t *testing.T) { redirectNotAllowed(t, bs) })
 			}
-			t.Run("decision log", func(t *testing.T) { bridgeLog(t, bs, codes, tc.hostile) })
+			t.Run("decision log", func(t *testing.T) { bridgeLog(t, bs, codes, tc.hostile, tc.refresh) })
 		})
 	}
 }
@@ -334,15 +336,16 @@ func mcpRemoteThroughBridge(t *testing.T, bs *bridgeStack) []string {
 }
 
 // tsSDKThroughBridge: the MCP TypeScript SDK client, in the browser where the Go SDK client was approved:
-// this other client gets the consent page.
-func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []string {
+// this other client gets the consent page. With refresh, it then refreshes its access token through the
+// bridge, without the browser, and the IdP's new token works.
+func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, refresh bool) []string {
 	if _, err := os.Stat(filepath.Join(browser.dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
 		missing(t, "the MCP TypeScript SDK is not installed: run `npm ci` in test/e2e/node")
 	}
 	redirect := "http://127.0.0.1:8977/callback"
 	id := bs.cimd.add("/clients/ts-sdk.json", "e2e TypeScript SDK client", redirect)
 	before := len(bs.mcp.Records())
-	res := runSDKClient(t, browser, bs.px.resource(), redirect, id, "bridged TypeScript")
+	res := runSDKClient(t, browser, bs.px.resource(), redirect, id, "bridged TypeScript", refresh)
 	if !res.OK {
 		t.Fatalf("TypeScript SDK client: %s", res.Error)
 	}
@@ -353,6 +356,18 @@ func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []
 		t.Errorf("registration %q, want cimd (the bridge advertises client_id_metadata_document_supported)", res.Registration)
 	}
 	checkToken(t, bs, res.Claims)
+	if res.Flows != 1 {
+		t.Errorf("%d authorizations in the browser, want 1", res.Flows)
+	}
+	if refresh {
+		if !res.Refreshed {
+			t.Errorf("the client did not refresh its token")
+		}
+		checkToken(t, bs, res.RefreshedClaims)
+		if res.RefreshedClaims["jti"] == res.Claims["jti"] {
+			t.Errorf("the refreshed token is the first one (jti %v)", res.Claims["jti"])
+		}
+	}
 	checkRecords(t, bs, before, "alice")
 	if len(res.Browser) != 1 || !res.Browser[0].shown("consent") {
 		t.Errorf("browser flows %v: want one with the consent page (another client)", res.Browser)
@@ -439,7 +454,7 @@ func redirectNotAllowed(t *testing.T, bs *bridgeStack) {
 
 // bridgeLog: the bridge logged its decisions (one line each, with event and outcome), and mcp-authz's log
 // holds no JWT and none of the codes the browsers carried.
-func bridgeLog(t *testing.T, bs *bridgeStack, codes []string, hostile bool) {
+func bridgeLog(t *testing.T, bs *bridgeStack, codes []string, hostile, refresh bool) {
 	logs := bs.az.logs.String()
 	events := map[string]map[string]int{}
 	for _, line := range strings.Split(logs, "\n") {
@@ -460,6 +475,9 @@ func bridgeLog(t *testing.T, bs *bridgeStack, codes []string, hostile bool) {
 	want := []struct{ event, outcome string }{{"register", "allow"}, {"authorize", "allow"}, {"consent", "allow"}, {"callback", "allow"}, {"token", "allow"}}
 	if hostile {
 		want = append(want, []struct{ event, outcome string }{{"consent", "deny"}, {"authorize", "deny"}}...)
+	}
+	if refresh {
+		want = append(want, struct{ event, outcome string }{"refresh", "allow"})
 	}
 	for _, want := range want {
 		if events[want.event][want.outcome] == 0 {

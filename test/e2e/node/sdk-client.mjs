@@ -6,16 +6,19 @@
 // it, else by dynamic registration), runs the code flow with PKCE, then the script lists the tools and
 // calls one. It prints one JSON line for the Go test:
 //
-//   {ok, registration, clientId, tools, result, claims, browser, error}
+//   {ok, registration, clientId, tools, result, claims, browser, flows, refreshed, refreshedClaims, error}
 //
 // claims are the access token's claims (read, not verified): the test checks whose token the MCP server
-// accepted. The token itself is never printed.
+// accepted. The token itself is never printed. With SDK_REFRESH=1 the client then loses its access token
+// (as when it expires) and calls the tool again: the SDK must get a new one with its refresh token, without
+// the browser (refreshed, refreshedClaims; flows counts the authorizations in the browser).
 //
 //   node sdk-client.mjs
 //     SDK_SERVER_URL           the MCP endpoint (through a front proxy)
 //     SDK_REDIRECT_URL         the client's redirect URI (loopback; nothing needs to listen there)
 //     SDK_CLIENT_METADATA_URL  optional: the client's CIMD URL (https)
 //     SDK_TOOL, SDK_MESSAGE    the tool to call (default echo) and its message argument
+//     SDK_REFRESH              1: check the refresh (above)
 //     E2E_PROFILE, E2E_USER, E2E_CONSENT, E2E_CHROMIUM   the browser (see bridge-browser.mjs)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -25,7 +28,10 @@ import { authorize } from './bridge-browser.mjs';
 const serverUrl = new URL(process.env.SDK_SERVER_URL);
 const redirectUrl = process.env.SDK_REDIRECT_URL;
 const metadataUrl = process.env.SDK_CLIENT_METADATA_URL || undefined;
-const out = { ok: false, registration: '', clientId: '', tools: [], result: null, claims: null, browser: [], error: '' };
+const out = {
+  ok: false, registration: '', clientId: '', tools: [], result: null, claims: null, browser: [], flows: 0,
+  refreshed: false, refreshedClaims: null, error: '',
+};
 
 // An in-memory OAuthClientProvider: what a desktop client keeps in its settings, for one run.
 class Provider {
@@ -71,6 +77,7 @@ class Provider {
   }
   redirectToAuthorization(url) {
     this.authorizationUrl = url;
+    out.flows++;
   }
   saveCodeVerifier(v) {
     this.verifier = v;
@@ -121,6 +128,16 @@ try {
   out.result = res.structuredContent ?? res.content;
   out.claims = claimsOf(provider.saved?.access_token);
   out.ok = !res.isError;
+  if (process.env.SDK_REFRESH === '1' && out.ok) {
+    if (!provider.saved?.refresh_token) throw new Error('no refresh token to refresh with');
+    const old = provider.saved.access_token;
+    provider.saved = { ...provider.saved, access_token: 'no-longer-valid' };
+    const again = await client.callTool({ name: 'echo', arguments: { message: 'after refresh' } });
+    out.refreshed = !again.isError && !!provider.saved.access_token && provider.saved.access_token !== old &&
+      provider.saved.access_token !== 'no-longer-valid';
+    out.refreshedClaims = claimsOf(provider.saved.access_token);
+    out.ok = out.refreshed;
+  }
 } catch (e) {
   out.error = String(e?.message || e);
 } finally {
