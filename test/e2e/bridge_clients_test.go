@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -80,26 +81,52 @@ func (r browserReport) page(kind string) (browserPage, bool) {
 	return browserPage{}, false
 }
 
-// chromiumUser is one user's Chromium (a profile directory kept for the test, so the bridge's consent
-// cookie and the IdP's session survive between flows, as in a real browser).
+// chromiumUser is one user's Chromium, running for the test: every flow opens a page in it (over the
+// DevTools protocol), so the bridge's consent cookie and the IdP's session live on between flows, as in a
+// real browser, and no flow pays for a launch.
 type chromiumUser struct {
 	node, dir, chromium string
-	profile             string
-	user                string
+	// cdp is the running Chromium's DevTools websocket URL.
+	cdp  string
+	user string
 
 	mu      sync.Mutex
 	reports []browserReport
 }
 
+// devtoolsRE finds the DevTools endpoint Chromium prints when it listens.
+var devtoolsRE = regexp.MustCompile(`DevTools listening on (ws://127\.0\.0\.1:\d+/devtools/browser/[0-9a-f-]+)`)
+
+// newChromiumUser starts the user's Chromium (headless, its own profile, DevTools on a free 127.0.0.1
+// port) until the test ends.
 func newChromiumUser(t testing.TB, user string) *chromiumUser {
 	t.Helper()
 	node, dir, chromium := nodeTools(t, true)
-	return &chromiumUser{node: node, dir: dir, chromium: chromium, profile: t.TempDir(), user: user}
+	profile := t.TempDir()
+	proc := start(t, "chromium", []string{"DISPLAY=", "WAYLAND_DISPLAY="}, profile, chromium,
+		"--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--no-first-run", "--no-default-browser-check", "--user-data-dir="+profile,
+		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := devtoolsRE.FindStringSubmatch(proc.log.String()); m != nil {
+			return &chromiumUser{node: node, dir: dir, chromium: chromium, cdp: m[1], user: user}
+		}
+		select {
+		case <-proc.done:
+			t.Fatalf("Chromium exited:\n%s", tail(proc.log.String(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Chromium did not open its DevTools endpoint within 30s:\n%s", tail(proc.log.String(), 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // env is the environment of bridge-browser.mjs for one flow.
 func (b *chromiumUser) env(redirectPrefix, consent string) []string {
-	return []string{"E2E_PROFILE=" + b.profile, "E2E_USER=" + b.user, "E2E_CONSENT=" + consent,
+	return []string{"E2E_CDP=" + b.cdp, "E2E_USER=" + b.user, "E2E_CONSENT=" + consent,
 		"E2E_REDIRECT_PREFIX=" + redirectPrefix, "E2E_CHROMIUM=" + b.chromium, "DISPLAY=", "WAYLAND_DISPLAY="}
 }
 

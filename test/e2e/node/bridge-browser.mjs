@@ -3,15 +3,18 @@
 // logs in on the IdP's page (the suite's Hydra login form, or oidc-provider's devInteractions login and
 // consent forms) and stops at the first navigation to the client's redirect URI, which it reports.
 //
-// A browser profile directory (E2E_PROFILE) keeps cookies between runs, so several flows of one test are
-// one user's browser: the bridge remembers a consent per browser and client, the IdP its session.
+// Several flows of one test are one user's browser, so that the bridge remembers a consent per browser and
+// client, and the IdP its session: either a Chromium the caller keeps running (E2E_CDP, its DevTools
+// endpoint: each flow opens a page in it, which also spares a launch per flow), or a profile directory
+// (E2E_PROFILE) that keeps the persistent cookies between launches.
 //
 // As a module: `authorize(url, options)` returns the report. As a program (an MCP client's BROWSER, or the
 // Go test's authorization code fetcher):
 //
 //   node bridge-browser.mjs URL
 //     E2E_REDIRECT_PREFIX  the client's redirect URI (required): the flow ends at a navigation to it
-//     E2E_PROFILE          browser profile directory (default: a fresh one)
+//     E2E_CDP              a running Chromium's DevTools websocket URL (ws://127.0.0.1:…/devtools/browser/…)
+//     E2E_PROFILE          without E2E_CDP: browser profile directory (default: a fresh one)
 //     E2E_USER             the user who logs in at the IdP (default alice)
 //     E2E_CONSENT          approve | deny: the answer on the bridge's consent page (default approve)
 //     E2E_DELIVER          1: let the redirect reach the client (retrying while its callback server is not
@@ -42,6 +45,7 @@ function log(...args) {
 export async function authorize(url, options = {}) {
   const {
     redirectPrefix,
+    cdp = '',
     profile = '',
     user = 'alice',
     consent = 'approve',
@@ -57,10 +61,20 @@ export async function authorize(url, options = {}) {
     headless: true,
     args: ['--no-sandbox', '--headless', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   };
-  const tmpProfile = profile ? '' : mkdtempSync(join(tmpdir(), 'bridge-browser-'));
-  const context = await chromium.launchPersistentContext(profile || tmpProfile, launch);
+  let browser = null;
+  let pageToClose = null;
+  let context;
+  let tmpProfile = '';
+  if (cdp) {
+    browser = await chromium.connectOverCDP(cdp);
+    context = browser.contexts()[0];
+  } else {
+    tmpProfile = profile ? '' : mkdtempSync(join(tmpdir(), 'bridge-browser-'));
+    context = await chromium.launchPersistentContext(profile || tmpProfile, launch);
+  }
   try {
-    const page = context.pages()[0] || (await context.newPage());
+    const page = cdp ? await context.newPage() : context.pages()[0] || (await context.newPage());
+    if (cdp) pageToClose = page;
     let lastStatus = 0;
     page.on('request', (req) => {
       if (!req.isNavigationRequest() || req.frame() !== page.mainFrame()) return;
@@ -181,7 +195,13 @@ export async function authorize(url, options = {}) {
   } catch (e) {
     report.error = e.message;
   } finally {
-    await context.close().catch(() => {});
+    if (browser) {
+      // Only this flow's page goes; the caller's Chromium keeps running with its cookies.
+      await pageToClose?.close().catch(() => {});
+      await browser.close().catch(() => {});
+    } else {
+      await context.close().catch(() => {});
+    }
     if (tmpProfile) rmSync(tmpProfile, { recursive: true, force: true });
   }
   return report;
@@ -191,6 +211,7 @@ export async function authorize(url, options = {}) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const report = await authorize(process.argv[2], {
     redirectPrefix: process.env.E2E_REDIRECT_PREFIX,
+    cdp: process.env.E2E_CDP || '',
     profile: process.env.E2E_PROFILE || '',
     user: process.env.E2E_USER || 'alice',
     consent: process.env.E2E_CONSENT || 'approve',

@@ -19,7 +19,7 @@
 //     SDK_CLIENT_METADATA_URL  optional: the client's CIMD URL (https)
 //     SDK_TOOL, SDK_MESSAGE    the tool to call (default echo) and its message argument
 //     SDK_REFRESH              1: check the refresh (above)
-//     E2E_PROFILE, E2E_USER, E2E_CONSENT, E2E_CHROMIUM   the browser (see bridge-browser.mjs)
+//     E2E_CDP, E2E_PROFILE, E2E_USER, E2E_CONSENT, E2E_CHROMIUM   the browser (see bridge-browser.mjs)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -96,6 +96,7 @@ function claimsOf(jwt) {
 const provider = new Provider();
 const browserOptions = {
   redirectPrefix: redirectUrl,
+  cdp: process.env.E2E_CDP || '',
   profile: process.env.E2E_PROFILE || '',
   user: process.env.E2E_USER || 'alice',
   consent: process.env.E2E_CONSENT || 'approve',
