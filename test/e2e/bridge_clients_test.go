@@ -42,10 +42,19 @@ type browserPage struct {
 	Lang string `json:"lang"`
 }
 
+// navigation is a main-frame request of a flow; Params has the values of descriptive parameters (scope,
+// audience, resource, code_challenge_method, ...) and "…" for the others.
+type navigation struct {
+	Host   string            `json:"host"`
+	Path   string            `json:"path"`
+	Params map[string]string `json:"params"`
+}
+
 // browserReport is what node/bridge-browser.mjs reports of one authorization flow.
 type browserReport struct {
 	Redirect    string        `json:"redirect"`
 	Pages       []browserPage `json:"pages"`
+	Navigations []navigation  `json:"navigations"`
 	Codes       []string      `json:"codes"`
 	States      []string      `json:"states"`
 	ClientIDs   []string      `json:"clientIds"`

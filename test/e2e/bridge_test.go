@@ -30,6 +30,10 @@ type bridgeStack struct {
 	idpIssuer string
 	// audience is the aud the IdP puts in access tokens for the resource.
 	audience string
+	// audienceParam is the audience= the bridge must send the IdP ("": none); resourceParam whether it
+	// passes resource= on (resource: pass).
+	audienceParam string
+	resourceParam bool
 	// cimd serves the clients' metadata documents.
 	cimd *cimdHost
 }
@@ -68,6 +72,10 @@ func startBridgeStack(t testing.TB, id string, startIdP bridgeIdP) *bridgeStack 
 	bs := &bridgeStack{px: px, id: id, bridgeIssuer: publicURL + "/oauth/" + id, cimd: startCIMDHost(t)}
 	issuer, issuerYAML, audience := startIdP(t, px.resource(), bs.bridgeIssuer+"/callback")
 	bs.idpIssuer, bs.audience = issuer, audience
+	if strings.Contains(issuerYAML, "resource: audience") {
+		bs.audienceParam = px.resource()
+	}
+	bs.resourceParam = !strings.Contains(issuerYAML, "resource: drop") && !strings.Contains(issuerYAML, "resource: audience")
 
 	dir := t.TempDir()
 	rego, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "policies", "authz.rego"))
@@ -220,6 +228,35 @@ func checkConsentPage(t *testing.T, p browserPage, name, redirectHost, resource 
 	}
 }
 
+// checkIdPRequest: the bridge sent the browser to the IdP with its own client, its callback, PKCE S256
+// (whether or not the IdP advertises it), the MCP scopes plus its extra ones, and the IdP's adaptation of
+// RFC 8707: audience= (Hydra), resource dropped (the enterprise IdP), or passed.
+func checkIdPRequest(t *testing.T, bs *bridgeStack, rep browserReport) {
+	t.Helper()
+	idp, _ := url.Parse(bs.idpIssuer)
+	var p map[string]string
+	for _, n := range rep.Navigations {
+		if n.Host == idp.Host && n.Params["response_type"] == "code" {
+			p = n.Params
+			break
+		}
+	}
+	if p == nil {
+		t.Fatalf("no authorization request to the IdP among %v", rep.Navigations)
+	}
+	scopes := strings.Fields(p["scope"])
+	if p["client_id"] != bridgeClientID || p["redirect_uri"] != bs.bridgeIssuer+"/callback" || p["code_challenge_method"] != "S256" ||
+		p["code_challenge"] == "" || p["state"] == "" || !slices.Contains(scopes, "openid") || !slices.Contains(scopes, "tools:read") || !slices.Contains(scopes, "tools:call") {
+		t.Errorf("authorization request to the IdP: %v", p)
+	}
+	if got, ok := p["audience"]; got != bs.audienceParam || ok != (bs.audienceParam != "") {
+		t.Errorf("audience= %q (sent: %v), want %q", got, ok, bs.audienceParam)
+	}
+	if _, ok := p["resource"]; ok != bs.resourceParam {
+		t.Errorf("resource= sent: %v, want %v", ok, bs.resourceParam)
+	}
+}
+
 // pageKinds lists the kinds of pages of a flow.
 func pageKinds(rep browserReport) []string {
 	var out []string
@@ -257,6 +294,7 @@ func goSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser) []
 	}
 	consent, _ := reps[0].page("consent")
 	checkConsentPage(t, consent, "e2e Go SDK client", "127.0.0.1:8976", bs.px.resource())
+	checkIdPRequest(t, bs, reps[0])
 	if rs := c.Responses(); len(rs) != 1 || rs[0].Get("iss") != bs.bridgeIssuer {
 		t.Errorf("authorization response iss = %q, want the bridge's %s", rs[0].Get("iss"), bs.bridgeIssuer)
 	}

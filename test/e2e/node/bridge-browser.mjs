@@ -23,8 +23,10 @@
 //     E2E_RESULT           append the report (one JSON line) to this file instead of printing it
 //     E2E_CHROMIUM         Chromium's path (default /usr/lib/chromium/chromium)
 //
-// The report: {redirect, pages: [{kind, host, path, status}], codes, states, clientIds, finalURL,
-// finalStatus, finalText, hosts, consoleErrors, error}. kind is consent (the bridge's page; with its text, its
+// The report: {redirect, pages: [{kind, host, path, status}], navigations: [{host, path, params}], codes,
+// states, clientIds, finalURL, finalStatus, finalText, hosts, consoleErrors, error}. navigations are the
+// main frame's requests, with the values of the parameters that describe the request (scope, audience,
+// resource, code_challenge_method, ...) and only the names of the others. kind is consent (the bridge's page; with its text, its
 // accessibility tree as a Playwright aria snapshot, and its lang), login (an IdP login form), idp-consent
 // (an IdP consent form) or error (a document answered with a 4xx or 5xx status and no form). codes,
 // states and clientIds are the `code`, `state` and `client_id` query values of every navigation, so the
@@ -36,6 +38,10 @@ import { chromium } from 'playwright-core';
 
 const approveRE = /allow|approve|accept|authori[sz]e|continue|yes/i;
 const denyRE = /deny|cancel|refuse|reject|decline|no\b/i;
+
+// Query parameters whose values a navigation's record keeps (the others are kept as names only).
+const shownParams = new Set(['response_type', 'client_id', 'scope', 'audience', 'resource', 'code_challenge_method',
+  'redirect_uri', 'prompt', 'error', 'iss']);
 
 function log(...args) {
   console.error(new Date().toISOString(), 'bridge-browser:', ...args);
@@ -55,7 +61,7 @@ export async function authorize(url, options = {}) {
   } = options;
   if (!redirectPrefix) throw new Error('redirectPrefix is required');
   const deadline = Date.now() + timeoutMs;
-  const report = { redirect: null, pages: [], codes: [], states: [], clientIds: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
+  const report = { redirect: null, pages: [], navigations: [], codes: [], states: [], clientIds: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
   const launch = {
     executablePath,
     headless: true,
@@ -85,6 +91,11 @@ export async function authorize(url, options = {}) {
         return;
       }
       if (!report.hosts.includes(u.host)) report.hosts.push(u.host);
+      const params = {};
+      for (const [k, v] of u.searchParams) {
+        params[k] = shownParams.has(k) ? v : '…';
+      }
+      report.navigations.push({ host: u.host, path: u.pathname, params });
       const code = u.searchParams.get('code');
       if (code) report.codes.push(code);
       const clientId = u.searchParams.get('client_id');
