@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 )
 
 // Lifetimes of what the bridge seals.
@@ -46,6 +48,8 @@ type Bridge struct {
 	now       func() time.Time
 	cookies   cookieNames
 	publicURL *url.URL
+	meter     metric.Meter
+	decisions metric.Int64Counter // mcp_authz.bridge.decisions{event, outcome, bridge}
 }
 
 // issuer is one bridged issuer.
@@ -79,6 +83,9 @@ func WithCIMDRootCAs(pool *x509.CertPool) Option {
 	return func(b *Bridge) { b.cimd.transport.TLSClientConfig.RootCAs = pool }
 }
 
+// WithMeter records the bridge's metrics (decisions by event and outcome) with m instead of nowhere.
+func WithMeter(m metric.Meter) Option { return func(b *Bridge) { b.meter = m } }
+
 // New builds the bridge of cfg, or returns nil when cfg has no bridge block. It reads the sealing keys and the
 // client secrets, but fetches nothing yet.
 func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
@@ -102,6 +109,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 		log:       log.With("component", "bridge"),
 		now:       time.Now,
 		publicURL: pu,
+		meter:     noop.NewMeterProvider().Meter(""),
 	}
 	b.cimd = newCIMDFetcher(cfg.Bridge.CIMD)
 	b.cookies = newCookieNames(pu)
@@ -109,6 +117,10 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 		o(b)
 	}
 	b.cimd.now = b.now
+	if b.decisions, err = b.meter.Int64Counter("mcp_authz.bridge.decisions", metric.WithUnit("{decision}"),
+		metric.WithDescription("OAuth bridge decisions, by event (register, authorize, consent, callback, token, refresh) and outcome (allow, deny, error)")); err != nil {
+		return nil, fmt.Errorf("bridge: metric mcp_authz.bridge.decisions: %w", err)
+	}
 	b.replay.now = b.now
 	if b.sealer, err = NewSealer(keys, b.now); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -151,9 +163,11 @@ func (b *Bridge) Issuers() []string {
 	return out
 }
 
-// Run fetches every bridged IdP's discovery document once in the background, so that the first user does not
-// wait for it, and stops when ctx ends. A failure is logged; the document is fetched again when needed.
+// Run logs the bridges' issuer identifiers, then fetches every bridged IdP's discovery document once, so that
+// the first user does not wait for it; it returns when done or when ctx ends. A failure is logged; the
+// document is fetched again when needed.
 func (b *Bridge) Run(ctx context.Context) {
+	b.log.Info("OAuth bridge serving", "issuers", b.Issuers())
 	for _, is := range b.issuers {
 		if _, err := is.idp.get(ctx); err != nil && ctx.Err() == nil {
 			b.log.Warn("bridge: IdP discovery failed; retried on first use", "bridge", is.id, "error", err.Error())

@@ -58,6 +58,13 @@ func TestCallbackRefusals(t *testing.T) {
 			asConsent, _ := e.b.sealer.Seal(PurposeConsent, tx, e.clock.now().Add(time.Minute))
 			return url.Values{"state": {asConsent}, "code": {"c"}, "iss": {idpIss}}
 		}, http.StatusBadRequest, ""},
+		{"state of another bridge", func(f *flow, state string) url.Values {
+			var tx txn
+			e.b.sealer.Open(PurposeState, state, &tx)
+			tx.Bridge = "other"
+			moved, _ := e.b.sealer.Seal(PurposeState, tx, e.clock.now().Add(time.Minute))
+			return url.Values{"state": {moved}, "code": {"c"}, "iss": {idpIss}}
+		}, http.StatusBadRequest, ""},
 		{"no state", func(*flow, string) url.Values { return url.Values{"code": {"c"}, "iss": {idpIss}} }, http.StatusBadRequest, ""},
 		{"iss of another IdP", func(_ *flow, state string) url.Values {
 			return url.Values{"state": {state}, "code": {"c"}, "iss": {"https://evil.example"}}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"golang.org/x/sync/singleflight"
 )
 
 // Resolver looks up the addresses of a host name.
@@ -36,8 +37,9 @@ type cimdFetcher struct {
 	transport *http.Transport
 	now       func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cimdEntry
+	mu     sync.Mutex
+	cache  map[string]cimdEntry
+	flight singleflight.Group // one fetch per URL at a time, shared by the requests that need it
 }
 
 type cimdEntry struct {
@@ -134,23 +136,39 @@ func (f *cimdFetcher) get(ctx context.Context, id string) (*client, error) {
 	if ok && now.Before(e.expires) {
 		return e.c, nil
 	}
-	c, ttl, err := f.fetch(ctx, u, id)
-	if err != nil {
-		return nil, err
+	// One fetch per URL at a time, shared by the requests that need it; it runs on its own time bound, not on
+	// the first request's context, and each request waits for it only as long as its own context allows.
+	ch := f.flight.DoChan(id, func() (any, error) {
+		c, ttl, err := f.fetch(context.WithoutCancel(ctx), u, id)
+		if err == nil && ttl > 0 {
+			f.store(id, c, f.now().Add(ttl))
+		}
+		return c, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*client), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", errCIMD, ctx.Err())
 	}
-	if ttl > 0 {
-		f.mu.Lock()
-		if len(f.cache) >= cimdMaxEntries {
-			for k, e := range f.cache {
-				if !now.Before(e.expires) || len(f.cache) >= cimdMaxEntries {
-					delete(f.cache, k)
-				}
+}
+
+// store caches c until expires, evicting expired entries (then any) when the cache is full.
+func (f *cimdFetcher) store(id string, c *client, expires time.Time) {
+	now := f.now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.cache) >= cimdMaxEntries {
+		for k, e := range f.cache {
+			if !now.Before(e.expires) || len(f.cache) >= cimdMaxEntries {
+				delete(f.cache, k)
 			}
 		}
-		f.cache[id] = cimdEntry{c: c, expires: now.Add(ttl)}
-		f.mu.Unlock()
 	}
-	return c, nil
+	f.cache[id] = cimdEntry{c: c, expires: expires}
 }
 
 // cimdDocument is the part of a Client ID Metadata Document the bridge reads.

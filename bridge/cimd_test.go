@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,5 +318,35 @@ func TestCIMDOverTLS(t *testing.T) {
 				t.Fatalf("get = %v, want a refusal", err)
 			}
 		})
+	}
+}
+
+// TestCIMDSharedFetch: concurrent requests for one new document share one fetch, and one that gives up
+// does not end it for the others.
+func TestCIMDSharedFetch(t *testing.T) {
+	doc := newCIMDServer(t)
+	slow := doc.document(nil, "")
+	doc.set(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		slow(w, r)
+	})
+	f := testFetcher(config.CIMD{AllowPrivateNetworks: true, AllowHTTPLoopback: true})
+	impatient, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := f.get(impatient, doc.id()); !errors.Is(err, errCIMD) {
+		t.Fatalf("cancelled request: %v", err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			if _, err := f.get(t.Context(), doc.id()); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 || doc.hits.Load() > 2 {
+		t.Errorf("%d failed, %d fetches for 9 requests", failed.Load(), doc.hits.Load())
 	}
 }

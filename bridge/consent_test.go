@@ -104,6 +104,13 @@ func TestConsentRefusals(t *testing.T) {
 			form.Set("csrf", csrf)
 			form.Set("txn", malloryForm.Get("txn"))
 		}, http.StatusForbidden, "another browser"},
+		{"transaction of another bridge", func(_ *flow, form url.Values) {
+			var tx txn
+			e.b.sealer.Open(PurposeConsent, form.Get("txn"), &tx)
+			tx.Bridge = "other"
+			moved, _ := e.b.sealer.Seal(PurposeConsent, tx, e.clock.now().Add(time.Minute))
+			form.Set("txn", moved)
+		}, http.StatusBadRequest, "invalid or expired"},
 		{"no binding cookie", func(f *flow, _ url.Values) { f.br = newBrowser(t) }, http.StatusForbidden, "did not start"},
 		{"no decision", func(_ *flow, form url.Values) { form.Del("decision") }, http.StatusBadRequest, "answer is missing"},
 	}

@@ -69,6 +69,7 @@ type envOptions struct {
 	bridgeYAML string // extra lines of the issuer's bridge block
 	topYAML    string // extra lines of the top-level bridge block
 	cimdYAML   string // the bridge's cimd block; default: private networks and loopback http allowed
+	publicPath string // the path of public_url (the front proxy forwards it unchanged)
 	idpOpts    []idp.Option
 	bridgeOpts []Option
 	keys       [][]byte
@@ -114,7 +115,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	for i, k := range o.keys {
 		keyFiles = append(keyFiles, writeKey(t, dir, fmt.Sprintf("key%d", i), k))
 	}
-	public := "http://" + e.srv.Listener.Addr().String()
+	public := "http://" + e.srv.Listener.Addr().String() + o.publicPath
 	yaml := fmt.Sprintf(`
 public_url: %s
 resources: [{url: %q, name: Example tools, scopes_supported: [tools:read, tools:call]}]

@@ -40,7 +40,12 @@ type idpDiscovery struct {
 	lastTried time.Time
 }
 
-const idpRetryAfter = 5 * time.Second
+// idpRetryAfter spaces the fetches after a failure; idpFetchTimeout bounds one, so that a request waiting
+// for it (and for a CIMD fetch) still ends within the HTTP listener's 10 s write timeout.
+const (
+	idpRetryAfter   = 5 * time.Second
+	idpFetchTimeout = 4 * time.Second
+)
 
 func newIDPDiscovery(is config.Issuer, client *http.Client, now func() time.Time) *idpDiscovery {
 	return &idpDiscovery{url: is.DiscoveryURL, issuer: is.Issuer, allowInsecure: is.AllowInsecureHTTP,
@@ -75,7 +80,7 @@ func (d *idpDiscovery) get(ctx context.Context) (*idpMetadata, error) {
 }
 
 func (d *idpDiscovery) fetch(ctx context.Context) (*idpMetadata, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
 	if err != nil {

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // decision is one bridge decision for the log: what happened, to which client, and why. It never holds a
@@ -19,9 +22,12 @@ type decision struct {
 	idpError string // the error code the IdP answered, if any
 }
 
-// logDecision writes one structured line per bridge decision: info for an allow, warn for a deny, error for
-// a failure of the bridge or the IdP.
+// logDecision writes one structured line per bridge decision (info for an allow, warn for a deny, error for
+// a failure of the bridge or the IdP) and counts it.
 func (b *Bridge) logDecision(ctx context.Context, is *issuer, d decision) {
+	if b.decisions != nil {
+		b.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("event", d.event), attribute.String("outcome", d.outcome), attribute.String("bridge", is.id)))
+	}
 	level := slog.LevelInfo
 	switch d.outcome {
 	case "deny":
@@ -47,8 +53,8 @@ func shorten(s string) string {
 	return s
 }
 
-// digest is a short, stable name of a secret-free but long value (a DCR client id): 16 bytes of its SHA-256,
-// base64url.
+// digest is a short, stable name of a value (a client id, a binding cookie): 16 bytes of its SHA-256, in
+// hex.
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])

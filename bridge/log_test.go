@@ -4,6 +4,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 func TestLogDecision(t *testing.T) {
@@ -42,5 +45,36 @@ func TestErrorText(t *testing.T) {
 		if got := errorText(in); got != want {
 			t.Errorf("errorText(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestDecisionMetric: every decision is counted by event, outcome and bridge.
+func TestDecisionMetric(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	e := newEnv(t, envOptions{bridgeOpts: []Option{WithMeter(mp.Meter("test"))}})
+	e.register("http://127.0.0.1:1/cb")
+	e.register("http://127.0.0.1:1/cb")
+	e.postJSON("/register", map[string]any{"redirect_uris": []string{"https://evil.example/cb"}})
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "mcp_authz.bridge.decisions" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				ev, _ := dp.Attributes.Value("event")
+				out, _ := dp.Attributes.Value("outcome")
+				br, _ := dp.Attributes.Value("bridge")
+				got[ev.AsString()+"/"+out.AsString()+"/"+br.AsString()] = dp.Value
+			}
+		}
+	}
+	if got["register/allow/default"] != 2 || got["register/deny/default"] != 1 {
+		t.Errorf("counts %v", got)
 	}
 }

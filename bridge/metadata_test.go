@@ -46,3 +46,22 @@ func TestCORSPreflight(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicURLWithPath: with public_url https://h/auth, the issuer is https://h/auth/oauth/default and its
+// metadata is at the RFC 8414 path-inserted URL; the whole flow runs under the path.
+func TestPublicURLWithPath(t *testing.T) {
+	e := newEnv(t, envOptions{publicPath: "/auth"})
+	u, _ := url.Parse(e.iss)
+	if u.Path != "/auth/oauth/default" {
+		t.Fatalf("issuer %s", e.iss)
+	}
+	r := newBrowser(t).get(u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server/auth/oauth/default")
+	if m := decodeJSON(t, r.body); r.status != http.StatusOK || m["issuer"] != e.iss || m["token_endpoint"] != e.iss+"/token" {
+		t.Fatalf("%d %v", r.status, m)
+	}
+	redirect := "http://127.0.0.1:5555/cb"
+	f := e.newFlow(e.register(redirect), redirect)
+	if r := f.redeem(f.code().Query().Get("code")); r.status != http.StatusOK {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+}

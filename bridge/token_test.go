@@ -45,6 +45,13 @@ func TestTokenRefusals(t *testing.T) {
 			asState, _ := e.b.sealer.Seal(PurposeState, g, e.clock.now().Add(time.Minute))
 			form.Set("code", asState)
 		}, 400, "invalid_grant"},
+		{"code of another bridge", func(f *flow, form url.Values) {
+			var g codeGrant
+			e.b.sealer.Open(PurposeCode, form.Get("code"), &g)
+			g.Bridge = "other"
+			moved, _ := e.b.sealer.Seal(PurposeCode, g, e.clock.now().Add(time.Minute))
+			form.Set("code", moved)
+		}, 400, "invalid_grant"},
 		{"no client_id", func(f *flow, form url.Values) { form.Del("client_id") }, 401, "invalid_client"},
 		{"client secret", func(f *flow, form url.Values) { form.Set("client_secret", "s") }, 401, "invalid_client"},
 		{"unsupported grant", func(f *flow, form url.Values) { form.Set("grant_type", "password") }, 400, "unsupported_grant_type"},
@@ -116,11 +123,14 @@ func TestRefreshRefusals(t *testing.T) {
 	if err := e.b.sealer.Open(PurposeRefresh, rt, &g); err != nil {
 		t.Fatal(err)
 	}
+	g.Bridge = "other"
+	moved, _ := e.b.sealer.Seal(PurposeRefresh, g, time.Time{})
 	tests := []struct {
 		name string
 		form url.Values
 		code string
 	}{
+		{"refresh token of another bridge", url.Values{"refresh_token": {moved}, "client_id": {id}}, "invalid_grant"},
 		{"another client's refresh token", url.Values{"refresh_token": {rt}, "client_id": {otherID}}, "invalid_grant"},
 		{"the IdP's refresh token unsealed", url.Values{"refresh_token": {g.IdPToken}, "client_id": {id}}, "invalid_grant"},
 		{"scope beyond the grant", url.Values{"refresh_token": {rt}, "client_id": {id}, "scope": {"tools:admin"}}, "invalid_scope"},

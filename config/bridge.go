@@ -42,7 +42,8 @@ type CIMD struct {
 	AllowHTTPLoopback bool `json:"allow_http_loopback,omitempty"`
 	// MaxBytes bounds a document. Default 16384; at most 1 MiB.
 	MaxBytes int `json:"max_bytes,omitempty"`
-	// Timeout bounds one fetch. Default 5s; at most 30s.
+	// Timeout bounds one fetch. Default 5s, at most 5s: the authorization request waiting for it must be
+	// answered within the HTTP listener's 10 s write timeout.
 	Timeout Duration `json:"timeout,omitempty"`
 }
 
@@ -201,11 +202,18 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 	if b.CIMD.MaxBytes < 256 || b.CIMD.MaxBytes > 1<<20 {
 		fail("bridge.cimd.max_bytes", "must be between 256 and 1048576, not %d", b.CIMD.MaxBytes)
 	}
-	if b.CIMD.Timeout < Duration(100*time.Millisecond) || b.CIMD.Timeout > Duration(30*time.Second) {
-		fail("bridge.cimd.timeout", "must be between 100ms and 30s")
+	if b.CIMD.Timeout < Duration(100*time.Millisecond) || b.CIMD.Timeout > Duration(5*time.Second) {
+		fail("bridge.cimd.timeout", "must be between 100ms and 5s (the sign-in request waits for it)")
 	}
-	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme != "https" && !loopbackHost(u.Hostname()) {
-		fail("public_url", "%q: the bridge needs https (its cookies and codes cross the network) unless the host is loopback", c.PublicURL)
+	if u, err := url.Parse(c.PublicURL); err == nil {
+		if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+			fail("public_url", "%q: the bridge needs https (its cookies and codes cross the network) unless the host is loopback", c.PublicURL)
+		}
+		// The bridge's paths are public_url's path followed by /oauth/{id}; under /authz they would reach the
+		// HTTP authorization endpoint (forwardauth.Prefix) instead.
+		if p := strings.TrimSuffix(u.Path, "/"); p == "/authz" || strings.HasPrefix(p, "/authz/") {
+			fail("public_url", "%q: its path is under /authz, the HTTP authorization endpoint's", c.PublicURL)
+		}
 	}
 }
 

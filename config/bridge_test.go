@@ -69,9 +69,10 @@ func TestBridgeErrorsNameTheField(t *testing.T) {
 		{"javascript redirect", "bridge:\n", "bridge:\n  redirect_uris: [\"javascript:alert(1)\"]\n", "bridge.redirect_uris[0]"},
 		{"redirect with fragment", "bridge:\n", "bridge:\n  redirect_uris: [\"https://app.example/cb#x\"]\n", "bridge.redirect_uris[0]"},
 		{"tiny CIMD bound", "bridge:\n", "bridge:\n  cimd: {max_bytes: 10}\n", "bridge.cimd.max_bytes"},
-		{"long CIMD timeout", "bridge:\n", "bridge:\n  cimd: {timeout: 1m}\n", "bridge.cimd.timeout"},
+		{"long CIMD timeout", "bridge:\n", "bridge:\n  cimd: {timeout: 6s}\n", "bridge.cimd.timeout"},
 		{"negative consent ttl", "bridge:\n", "bridge:\n  consent_ttl: -1s\n", "bridge.consent_ttl"},
 		{"plain http public url", "public_url: https://authz.example.com", "public_url: http://authz.example.com", "public_url"},
+		{"public url under /authz", "public_url: https://authz.example.com", "public_url: https://authz.example.com/authz", "under /authz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -216,4 +216,7 @@ func TestBridgeWired(t *testing.T) {
 	if err != nil || check.GetOkResponse() == nil {
 		t.Fatalf("Check with the bridged token: %v %v", check, err)
 	}
+	if _, metrics := get(public + "/metrics"); !strings.Contains(metrics, `mcp_authz_bridge_decisions_total{bridge="default",event="token"`) {
+		t.Errorf("no bridge decision metric in /metrics")
+	}
 }

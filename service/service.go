@@ -110,7 +110,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	if s.bridge, err = bridge.New(cfg, log, o.bridge...); err != nil {
+	bridgeOpts := append([]bridge.Option{bridge.WithMeter(o.telemetry.MeterProvider().Meter("github.com/mcp-authz/mcp-authz/bridge"))}, o.bridge...)
+	if s.bridge, err = bridge.New(cfg, log, bridgeOpts...); err != nil {
 		return nil, err
 	}
 	s.grpc = grpc.NewServer(grpcOptions(s.limit, cfg.Server.ConnectionAge())...)
