@@ -26,40 +26,45 @@ type bridgeStack struct {
 	px  proxy
 	// id is the bridge's id; bridgeIssuer its issuer identifier ({public_url}/oauth/{id}).
 	id, bridgeIssuer string
-	// idpIssuer is the IdP's issuer: the iss of every access token.
-	idpIssuer string
-	// audience is the aud the IdP puts in access tokens for the resource.
-	audience string
-	// audienceParam is the audience= the bridge must send the IdP ("": none); resourceParam whether it
-	// passes resource= on (resource: pass).
-	audienceParam string
-	resourceParam bool
+	// idp is the IdP: its issuer is the iss of every access token.
+	idp bridgedIdP
 	// cimd serves the clients' metadata documents.
 	cimd *cimdHost
 }
 
-// bridgeIdP starts an IdP whose bridge client has redirect URI callback, for the resource, and returns its
-// issuer, the `issuers:` entry of mcp-authz's configuration (bridge block included) and the access tokens'
-// audience.
-type bridgeIdP func(t testing.TB, resource, callback string) (issuer, issuerYAML, audience string)
+// bridgedIdP is an IdP of the bridge scenarios as mcp-authz and the checks see it.
+type bridgedIdP struct {
+	// issuer is the IdP's issuer; yaml its `issuers:` entry in mcp-authz's configuration, bridge block
+	// included.
+	issuer, yaml string
+	// audience is the aud of the IdP's access tokens for the resource.
+	audience string
+	// audienceParam is the audience= the bridge must send the IdP ("": none); resourceParam says whether
+	// it passes resource= on.
+	audienceParam string
+	resourceParam bool
+}
+
+// bridgeIdP starts an IdP whose bridge client has redirect URI callback, for the resource.
+type bridgeIdP func(t testing.TB, resource, callback string) bridgedIdP
 
 // hydraBridge: Hydra (no registration, its login UI on another origin), audience from the bridge's
 // audience= (resource: audience), the bridge asks for openid and offline_access too.
-func hydraBridge(t testing.TB, resource, callback string) (string, string, string) {
+func hydraBridge(t testing.TB, resource, callback string) bridgedIdP {
 	h := startBridgeHydra(t, []string{resource}, callback)
-	return h.issuer, fmt.Sprintf(`  - discovery_url: %q
+	return bridgedIdP{issuer: h.issuer, audience: resource, audienceParam: resource, yaml: fmt.Sprintf(`  - discovery_url: %q
     bridge: {id: hydra, client_id: %s, resource: audience, extra_scopes: [openid, offline_access]}
-`, h.issuer+"/.well-known/openid-configuration", bridgeClientID), resource
+`, h.issuer+"/.well-known/openid-configuration", bridgeClientID)}
 }
 
 // enterpriseBridge: oidc-provider as an enterprise IdP (fixed audience api://default, no RFC 8707): the
 // bridge drops resource and the resource accepts the IdP's audience.
-func enterpriseBridge(t testing.TB, _, callback string) (string, string, string) {
+func enterpriseBridge(t testing.TB, _, callback string) bridgedIdP {
 	op := startEnterpriseIdP(t, callback)
-	return op.issuer, fmt.Sprintf(`  - discovery_url: %q
+	return bridgedIdP{issuer: op.issuer, audience: enterpriseAudience, yaml: fmt.Sprintf(`  - discovery_url: %q
     required_type: at+jwt
     bridge: {id: corp, client_id: %s, resource: drop, extra_scopes: [openid]}
-`, op.issuer+"/.well-known/openid-configuration", bridgeClientID), enterpriseAudience
+`, op.issuer+"/.well-known/openid-configuration", bridgeClientID)}
 }
 
 // startBridgeStack runs the IdP, mcp-authz with the bridge on its HTTP listener, the MCP server and the
@@ -70,12 +75,7 @@ func startBridgeStack(t testing.TB, id string, startIdP bridgeIdP) *bridgeStack 
 	publicURL := "http://" + hl.Addr().String()
 	px := proxy{name: "envoy-standin", base: "http://" + pl.Addr().String(), bodyChecked: true, l: pl}
 	bs := &bridgeStack{px: px, id: id, bridgeIssuer: publicURL + "/oauth/" + id, cimd: startCIMDHost(t)}
-	issuer, issuerYAML, audience := startIdP(t, px.resource(), bs.bridgeIssuer+"/callback")
-	bs.idpIssuer, bs.audience = issuer, audience
-	if strings.Contains(issuerYAML, "resource: audience") {
-		bs.audienceParam = px.resource()
-	}
-	bs.resourceParam = !strings.Contains(issuerYAML, "resource: drop") && !strings.Contains(issuerYAML, "resource: audience")
+	bs.idp = startIdP(t, px.resource(), bs.bridgeIssuer+"/callback")
 
 	dir := t.TempDir()
 	rego, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "policies", "authz.rego"))
@@ -98,8 +98,8 @@ func startBridgeStack(t testing.TB, id string, startIdP bridgeIdP) *bridgeStack 
 		}
 	}
 	resYAML := fmt.Sprintf("  - {url: %q, scopes_supported: [tools:read, tools:call]", px.resource())
-	if audience != px.resource() {
-		resYAML += fmt.Sprintf(", audiences: [%q]", audience)
+	if bs.idp.audience != px.resource() {
+		resYAML += fmt.Sprintf(", audiences: [%q]", bs.idp.audience)
 	}
 	yaml := fmt.Sprintf(`public_url: %s
 resources:
@@ -112,7 +112,7 @@ issuers:
   cimd: {allow_private_networks: true, allow_http_loopback: true}
 leeway: 1s
 policy: {paths: [%q]}
-`, publicURL, resYAML, issuerYAML, filepath.Join(dir, "key0"), policyDir)
+`, publicURL, resYAML, bs.idp.yaml, filepath.Join(dir, "key0"), policyDir)
 	mcpSrv, upstream := startMCPServer(t)
 	bs.mcp = mcpSrv
 	bs.az = startAuthz(t, yaml, listen(t), hl, service.WithBridgeOptions(bridge.WithCIMDRootCAs(bs.cimd.roots)))
@@ -190,7 +190,7 @@ func checkRecords(t *testing.T, bs *bridgeStack, before int, user string) {
 		if rec.Header.Get("Authorization") != "" {
 			t.Errorf("%s %s reached the MCP server with an Authorization header", rec.Method, rec.Path)
 		}
-		want := map[string]string{"X-Mcp-Subject": user, "X-Mcp-Client-Id": bridgeClientID, "X-Mcp-Issuer": bs.idpIssuer}
+		want := map[string]string{"X-Mcp-Subject": user, "X-Mcp-Client-Id": bridgeClientID, "X-Mcp-Issuer": bs.idp.issuer}
 		for k, v := range want {
 			if got := rec.Header.Get(k); got != v {
 				t.Errorf("%s %s: %s = %q, want %q", rec.Method, rec.Path, k, got, v)
@@ -202,9 +202,9 @@ func checkRecords(t *testing.T, bs *bridgeStack, before int, user string) {
 // checkToken: the access token is the IdP's, for the resource's audience, of the bridge's client.
 func checkToken(t *testing.T, bs *bridgeStack, claims map[string]any) {
 	t.Helper()
-	if claims["iss"] != bs.idpIssuer || !audContains(claims["aud"], bs.audience) || claims["client_id"] != bridgeClientID {
+	if claims["iss"] != bs.idp.issuer || !audContains(claims["aud"], bs.idp.audience) || claims["client_id"] != bridgeClientID {
 		t.Errorf("access token claims iss=%v aud=%v client_id=%v, want iss %s, aud %s, client_id %s",
-			claims["iss"], claims["aud"], claims["client_id"], bs.idpIssuer, bs.audience, bridgeClientID)
+			claims["iss"], claims["aud"], claims["client_id"], bs.idp.issuer, bs.idp.audience, bridgeClientID)
 	}
 }
 
@@ -233,7 +233,7 @@ func checkConsentPage(t *testing.T, p browserPage, name, redirectHost, resource 
 // RFC 8707: audience= (Hydra), resource dropped (the enterprise IdP), or passed.
 func checkIdPRequest(t *testing.T, bs *bridgeStack, rep browserReport) {
 	t.Helper()
-	idp, _ := url.Parse(bs.idpIssuer)
+	idp, _ := url.Parse(bs.idp.issuer)
 	var p map[string]string
 	for _, n := range rep.Navigations {
 		if n.Host == idp.Host && n.Params["response_type"] == "code" {
@@ -249,11 +249,11 @@ func checkIdPRequest(t *testing.T, bs *bridgeStack, rep browserReport) {
 		p["code_challenge"] == "" || p["state"] == "" || !slices.Contains(scopes, "openid") || !slices.Contains(scopes, "tools:read") || !slices.Contains(scopes, "tools:call") {
 		t.Errorf("authorization request to the IdP: %v", p)
 	}
-	if got, ok := p["audience"]; got != bs.audienceParam || ok != (bs.audienceParam != "") {
-		t.Errorf("audience= %q (sent: %v), want %q", got, ok, bs.audienceParam)
+	if got, ok := p["audience"]; got != bs.idp.audienceParam || ok != (bs.idp.audienceParam != "") {
+		t.Errorf("audience= %q (sent: %v), want %q", got, ok, bs.idp.audienceParam)
 	}
-	if _, ok := p["resource"]; ok != bs.resourceParam {
-		t.Errorf("resource= sent: %v, want %v", ok, bs.resourceParam)
+	if _, ok := p["resource"]; ok != bs.idp.resourceParam {
+		t.Errorf("resource= sent: %v, want %v", ok, bs.idp.resourceParam)
 	}
 }
 
@@ -440,7 +440,7 @@ func consentRefused(t *testing.T, bs *bridgeStack) []string {
 			t.Errorf("authorization response %v, want error=access_denied with state and iss", r)
 		}
 	}
-	idp, _ := url.Parse(bs.idpIssuer)
+	idp, _ := url.Parse(bs.idp.issuer)
 	for _, r := range browser.Reports() {
 		if slices.Contains(r.Hosts, idp.Host) {
 			t.Errorf("the browser went to the IdP (%v) although consent was refused", r.Hosts)
