@@ -43,6 +43,8 @@ type bridgedIdP struct {
 	// it passes resource= on.
 	audienceParam string
 	resourceParam bool
+	// params are more parameters the bridge must send the IdP (its authorize_params).
+	params map[string]string
 }
 
 // bridgeIdP starts an IdP whose bridge client has redirect URI callback, for the resource.
@@ -58,12 +60,14 @@ func hydraBridge(t testing.TB, resource, callback string) bridgedIdP {
 }
 
 // enterpriseBridge: oidc-provider as an enterprise IdP (fixed audience api://default, no RFC 8707): the
-// bridge drops resource and the resource accepts the IdP's audience.
+// bridge drops resource and the resource accepts the IdP's audience. It grants offline_access only with
+// prompt=consent (OpenID Connect), which the bridge adds as a static parameter (authorize_params).
 func enterpriseBridge(t testing.TB, _, callback string) bridgedIdP {
 	op := startEnterpriseIdP(t, callback)
-	return bridgedIdP{issuer: op.issuer, audience: enterpriseAudience, yaml: fmt.Sprintf(`  - discovery_url: %q
+	return bridgedIdP{issuer: op.issuer, audience: enterpriseAudience, params: map[string]string{"prompt": "consent"},
+		yaml: fmt.Sprintf(`  - discovery_url: %q
     required_type: at+jwt
-    bridge: {id: corp, client_id: %s, resource: drop, extra_scopes: [openid]}
+    bridge: {id: corp, client_id: %s, resource: drop, extra_scopes: [openid, offline_access], authorize_params: {prompt: consent}}
 `, op.issuer+"/.well-known/openid-configuration", bridgeClientID)}
 }
 
@@ -132,12 +136,11 @@ func TestBridge(t *testing.T) {
 	for _, tc := range []struct {
 		name, id string
 		idp      bridgeIdP
-		// hostile runs the hostile cases; refresh has the TypeScript SDK client refresh its token (the
-		// bridge asks the IdP for offline_access).
+		// hostile runs the hostile cases; refresh has the TypeScript SDK client refresh its token.
 		hostile, refresh bool
 	}{
 		{"hydra", "hydra", hydraBridge, true, true},
-		{"oidc-provider enterprise", "corp", enterpriseBridge, false, false},
+		{"oidc-provider enterprise", "corp", enterpriseBridge, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -254,6 +257,11 @@ func checkIdPRequest(t *testing.T, bs *bridgeStack, rep browserReport) {
 	}
 	if _, ok := p["resource"]; ok != bs.idp.resourceParam {
 		t.Errorf("resource= sent: %v, want %v", ok, bs.idp.resourceParam)
+	}
+	for k, v := range bs.idp.params {
+		if p[k] != v {
+			t.Errorf("%s= %q, want %q", k, p[k], v)
+		}
 	}
 }
 
