@@ -130,8 +130,8 @@ policy: {paths: [%q]}
 // bridge logs its decisions and no token or code. At Hydra, whose login UI is on another origin (as
 // federated logins at Okta or Entra ID and brokering at Keycloak are), the consent form must let the
 // IdP's redirects through. The hostile cases, which end at the bridge before any IdP, run at one IdP:
-// refusing consent gives the client access_denied; a redirect URI off the allow-list or not registered
-// gets an error page and no redirect.
+// consent approved in one browser is asked again in another, and refusing it gives the client
+// access_denied; a redirect URI off the allow-list or not registered gets an error page and no redirect.
 func TestBridge(t *testing.T) {
 	for _, tc := range []struct {
 		name, id string
@@ -425,13 +425,14 @@ func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, re
 	return codes
 }
 
-// consentRefused: the user denies on the bridge's consent page: the client gets access_denied with its
-// state and the bridge's iss, the IdP is never visited, the MCP server sees nothing.
+// consentRefused: the Go SDK client, approved in alice's browser, comes to another browser: consent is
+// asked again (it is remembered per browser), the user denies, and the client gets access_denied with its
+// state and the bridge's iss; the IdP is never visited, the MCP server sees nothing.
 func consentRefused(t *testing.T, bs *bridgeStack) []string {
 	ctx := scenarioCtx(t)
 	browser := newChromiumUser(t, "alice")
-	redirect := "http://127.0.0.1:8978/callback"
-	id := bs.cimd.add("/clients/refused.json", "e2e refused client", redirect)
+	redirect := "http://127.0.0.1:8976/callback"
+	id := bs.cimd.add("/clients/go-sdk.json", "e2e Go SDK client", redirect)
 	before := len(bs.mcp.Records())
 	c := newBridgeGoClient(t, browser, id, redirect, "deny")
 	if s, err := c.connect(ctx, bs.px.resource()); err == nil {
@@ -450,6 +451,9 @@ func consentRefused(t *testing.T, bs *bridgeStack) []string {
 	}
 	idp, _ := url.Parse(bs.idp.issuer)
 	for _, r := range browser.Reports() {
+		if !r.shown("consent") {
+			t.Errorf("a flow without the consent page: %v", pageKinds(r))
+		}
 		if slices.Contains(r.Hosts, idp.Host) {
 			t.Errorf("the browser went to the IdP (%v) although consent was refused", r.Hosts)
 		}
