@@ -136,11 +136,12 @@ func TestBridge(t *testing.T) {
 	for _, tc := range []struct {
 		name, id string
 		idp      bridgeIdP
-		// hostile runs the hostile cases; refresh has the TypeScript SDK client refresh its token.
-		hostile, refresh bool
+		// hostile runs the hostile cases; refresh has the TypeScript SDK client refresh its token; tsDCR
+		// runs it once more without a metadata document (it registers by DCR).
+		hostile, refresh, tsDCR bool
 	}{
-		{"hydra", "hydra", hydraBridge, true, true},
-		{"oidc-provider enterprise", "corp", enterpriseBridge, false, true},
+		{"hydra", "hydra", hydraBridge, true, true, false},
+		{"oidc-provider enterprise", "corp", enterpriseBridge, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -151,7 +152,12 @@ func TestBridge(t *testing.T) {
 			t.Run("metadata", func(t *testing.T) { bridgeMetadata(t, bs) })
 			t.Run("Go SDK client, CIMD", func(t *testing.T) { codes = append(codes, goSDKThroughBridge(t, bs, alice)...) })
 			t.Run("mcp-remote, DCR", func(t *testing.T) { codes = append(codes, mcpRemoteThroughBridge(t, bs)...) })
-			t.Run("TypeScript SDK client, CIMD", func(t *testing.T) { codes = append(codes, tsSDKThroughBridge(t, bs, alice, tc.refresh)...) })
+			t.Run("TypeScript SDK client, CIMD", func(t *testing.T) { codes = append(codes, tsSDKThroughBridge(t, bs, alice, true, tc.refresh)...) })
+			if tc.tsDCR {
+				t.Run("TypeScript SDK client, DCR", func(t *testing.T) {
+					codes = append(codes, tsSDKThroughBridge(t, bs, newChromiumUser(t, "bob"), false, false)...)
+				})
+			}
 			if tc.hostile {
 				t.Run("consent refused", func(t *testing.T) { codes = append(codes, consentRefused(t, bs)...) })
 				t.Run("redirect URI not allowed", func(t *testing.T) { redirectNotAllowed(t, bs) })
@@ -382,14 +388,18 @@ func mcpRemoteThroughBridge(t *testing.T, bs *bridgeStack) []string {
 }
 
 // tsSDKThroughBridge: the MCP TypeScript SDK client, in the browser where the Go SDK client was approved:
-// this other client gets the consent page. With refresh, it then refreshes its access token through the
-// bridge, without the browser, and the IdP's new token works.
-func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, refresh bool) []string {
+// this other client gets the consent page. With cimd it has a Client ID Metadata Document (which the SDK
+// prefers when the server supports it), else it registers by DCR. With refresh, it then refreshes its
+// access token through the bridge, without the browser, and the IdP's new token works.
+func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, cimd, refresh bool) []string {
 	if _, err := os.Stat(filepath.Join(browser.dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
 		missing(t, "the MCP TypeScript SDK is not installed: run `npm ci` in test/e2e/node")
 	}
-	redirect := "http://127.0.0.1:8977/callback"
-	id := bs.cimd.add("/clients/ts-sdk.json", "e2e TypeScript SDK client", redirect)
+	redirect, id, registration := "http://127.0.0.1:8980/callback", "", "dcr"
+	if cimd {
+		redirect, registration = "http://127.0.0.1:8977/callback", "cimd"
+		id = bs.cimd.add("/clients/ts-sdk.json", "e2e TypeScript SDK client", redirect)
+	}
 	before := len(bs.mcp.Records())
 	res := runSDKClient(t, browser, bs.px.resource(), redirect, id, "bridged TypeScript", refresh)
 	if !res.OK {
@@ -398,8 +408,8 @@ func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, re
 	if !strings.Contains(string(res.Result), "bridged TypeScript") || !slices.Contains(res.Tools, "echo") {
 		t.Errorf("tools %v, echo result %s", res.Tools, res.Result)
 	}
-	if res.Registration != "cimd" {
-		t.Errorf("registration %q, want cimd (the bridge advertises client_id_metadata_document_supported)", res.Registration)
+	if res.Registration != registration {
+		t.Errorf("registration %q, want %s", res.Registration, registration)
 	}
 	checkToken(t, bs, res.Claims)
 	if res.Flows != 1 {
@@ -414,10 +424,12 @@ func tsSDKThroughBridge(t *testing.T, bs *bridgeStack, browser *chromiumUser, re
 			t.Errorf("the refreshed token is the first one (jti %v)", res.Claims["jti"])
 		}
 	}
-	checkRecords(t, bs, before, "alice")
+	checkRecords(t, bs, before, browser.user)
 	if len(res.Browser) != 1 || !res.Browser[0].shown("consent") {
-		t.Errorf("browser flows %v: want one with the consent page (another client)", res.Browser)
+		t.Fatalf("browser flows %v: want one with the consent page (another client)", res.Browser)
 	}
+	consent, _ := res.Browser[0].page("consent")
+	checkConsentPage(t, consent, "e2e TypeScript SDK client", strings.TrimSuffix(strings.TrimPrefix(redirect, "http://"), "/callback"), bs.px.resource())
 	var codes []string
 	for _, r := range res.Browser {
 		codes = append(codes, r.secrets()...)
