@@ -61,7 +61,10 @@ export async function authorize(url, options = {}) {
   } = options;
   if (!redirectPrefix) throw new Error('redirectPrefix is required');
   const deadline = Date.now() + timeoutMs;
-  const report = { redirect: null, pages: [], navigations: [], codes: [], states: [], clientIds: [], hosts: [], finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '' };
+  const report = {
+    redirect: null, pages: [], navigations: [], codes: [], states: [], clientIds: [], hosts: [],
+    finalURL: '', finalStatus: 0, finalText: '', consoleErrors: [], error: '',
+  };
   const launch = {
     executablePath,
     headless: true,
@@ -115,7 +118,9 @@ export async function authorize(url, options = {}) {
       if (resp.request().isNavigationRequest() && resp.frame() === page.mainFrame()) lastStatus = resp.status();
     });
     if (!deliver) {
-      // Nothing listens at the client's redirect URI: the browser answers it itself.
+      // Nothing listens at the client's redirect URI: the browser answers a navigation there itself. (A
+      // redirect there is not routed and ends in a connection error, which is as good: the request, the
+      // authorization response, is recorded above.)
       await page.route((u) => u.href.startsWith(redirectPrefix), (route) =>
         route.fulfill({ status: 200, contentType: 'text/plain', body: 'authorization response received' }));
     }
