@@ -20,10 +20,11 @@ run: build
 ## needs a missing program unless MCP_AUTHZ_E2E_REQUIRED is set) and the deploy checks (their own module)
 test: test-tools test-unit test-deploy
 
-## test-tools: the real components the tests drive, built once into bin/ and reused
+## test-tools: the real components the tests drive, built once into bin/ and reused (npm packages again when
+## package-lock.json changed)
 test-tools:
 	test/tools/build.sh jaeger hydra exchangeas
-	@if command -v npm >/dev/null && [ ! -d test/e2e/node/node_modules ]; then cd test/e2e/node && npm ci --no-audit --no-fund; fi
+	@if command -v npm >/dev/null && { [ ! -d test/e2e/node/node_modules ] || [ test/e2e/node/package-lock.json -nt test/e2e/node/node_modules/.package-lock.json ]; }; then cd test/e2e/node && npm ci --no-audit --no-fund; fi
 
 test-unit:
 	MCP_AUTHZ_JAEGER=$(BIN)/jaeger $(GO) test -race -count=1 ./...

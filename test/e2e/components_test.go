@@ -212,11 +212,13 @@ type authzInstance struct {
 	grpcAddr string
 	httpURL  string
 	client   authv3.AuthorizationClient
+	// logs is everything mcp-authz logged (JSON lines, the last 256 KiB).
+	logs *syncBuffer
 }
 
 // startAuthz runs mcp-authz in process with the given configuration document on the given listeners
-// and waits until it is ready (every issuer's keys loaded).
-func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
+// and waits until it is ready (every issuer's keys loaded). opts are service options (the bridge's, say).
+func startAuthz(t testing.TB, yaml string, gl, hl net.Listener, opts ...service.Option) *authzInstance {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -225,7 +227,7 @@ func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
+	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("service.New: %v", err)
@@ -254,7 +256,7 @@ func startAuthz(t testing.TB, yaml string, gl, hl net.Listener) *authzInstance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &authzInstance{grpcAddr: gl.Addr().String(), httpURL: "http://" + hl.Addr().String(), client: authv3.NewAuthorizationClient(conn)}
+	return &authzInstance{grpcAddr: gl.Addr().String(), httpURL: "http://" + hl.Addr().String(), client: authv3.NewAuthorizationClient(conn), logs: logs}
 }
 
 // startMCPServer runs the example MCP server in process on every path and returns it with its base URL.

@@ -47,7 +47,11 @@ type hydraClient struct {
 }
 
 // startHydra runs Hydra (binary from MCP_AUTHZ_HYDRA or bin/hydra) with an in-memory database and a
-// login/consent app that shows a login form, then accepts through the admin API.
+// login/consent app that shows a login form, then accepts through the admin API. Dynamic client
+// registration is off (Hydra's default, stated in the configuration because the bridge scenarios rely on
+// it): clients exist only through the admin API, as at an enterprise IdP. The login app has its own
+// origin, as Ory's account UI usually has and as federated logins at enterprise IdPs do: the browser
+// leaves the IdP's origin during the authorization.
 func startHydra(t testing.TB, resources []string) *hydra {
 	t.Helper()
 	bin := findProgram(t, "Ory Hydra", "build it with `test/tools/build.sh hydra` or set MCP_AUTHZ_HYDRA",
@@ -71,6 +75,7 @@ oauth2:
   pkce: {enforced_for_public_clients: true}
   allowed_top_level_claims: [groups, email]
   mirror_top_level_claims: false
+oidc: {dynamic_client_registration: {enabled: false}}
 secrets: {system: [e2e-only-system-secret-0123456789abcdef]}
 log: {level: warn, format: text}
 `, pub, admin, h.issuer, app+"/login", app+"/consent")

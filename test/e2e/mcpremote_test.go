@@ -42,21 +42,42 @@ type mcpRemote struct {
 // extra are more mcp-remote flags.
 func startMCPRemote(t testing.TB, endpoint, clientID string, callbackPort int, user string, extra ...string) *mcpRemote {
 	t.Helper()
+	info, _ := json.Marshal(map[string]string{"client_id": clientID})
+	return startMCPRemoteWith(t, endpoint, callbackPort, remoteOptions{
+		browser: "browser.mjs", env: []string{"E2E_USER=" + user},
+		flags: append([]string{"--static-oauth-client-info", string(info)}, extra...),
+	})
+}
+
+// remoteOptions configure startMCPRemoteWith.
+type remoteOptions struct {
+	// browser is the script of test/e2e/node that mcp-remote runs as $BROWSER with the authorization URL.
+	browser string
+	// env is added to mcp-remote's environment (its browser inherits it).
+	env []string
+	// flags are more mcp-remote flags.
+	flags []string
+}
+
+// startMCPRemoteWith runs mcp-remote for endpoint with the given callback port, its browser a node script
+// driving Chromium.
+func startMCPRemoteWith(t testing.TB, endpoint string, callbackPort int, o remoteOptions) *mcpRemote {
+	t.Helper()
 	node, dir, chromium := nodeTools(t, true)
 	tmp := t.TempDir()
 	browserLog := filepath.Join(tmp, "browser.log")
 	wrapper := filepath.Join(tmp, "browser.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexec %q %q \"$1\" >>%q 2>&1\n", node, filepath.Join(dir, "browser.mjs"), browserLog)
+	script := fmt.Sprintf("#!/bin/sh\nexec %q %q \"$1\" >>%q 2>&1\n", node, filepath.Join(dir, o.browser), browserLog)
 	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	info, _ := json.Marshal(map[string]string{"client_id": clientID})
 	args := append([]string{filepath.Join(dir, "node_modules", "mcp-remote", "dist", "proxy.js"), endpoint, fmt.Sprint(callbackPort),
-		"--host", "127.0.0.1", "--allow-http", "--static-oauth-client-info", string(info)}, extra...)
+		"--host", "127.0.0.1", "--allow-http"}, o.flags...)
 	cmd := exec.Command(node, args...)
 	cmd.Dir = tmp
 	cmd.Env = append(os.Environ(), "BROWSER="+wrapper, "MCP_REMOTE_CONFIG_DIR="+filepath.Join(tmp, "config"),
-		"E2E_USER="+user, "E2E_CHROMIUM="+chromium, "DISPLAY=", "WAYLAND_DISPLAY=")
+		"E2E_CHROMIUM="+chromium, "DISPLAY=", "WAYLAND_DISPLAY=")
+	cmd.Env = append(cmd.Env, o.env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

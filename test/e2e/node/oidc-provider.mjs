@@ -5,9 +5,14 @@
 //     OP_CLIENTS     JSON array of client metadata (oidc-provider's format)
 //     OP_RESOURCES   JSON array of the MCP resource URLs (RFC 8707 resource indicators it accepts)
 //     OP_SHORT_TTL   access token lifetime in seconds for clients whose id ends in "-short"
+//     OP_AUDIENCE    enterprise mode (see below) with this fixed audience, e.g. api://default
 //
 // RFC 8707: a `resource` parameter naming one of OP_RESOURCES gets a JWT access token (typ at+jwt) with
-// that audience. Logins use devInteractions (a login form and a consent form a browser can fill); the
+// that audience. In enterprise mode (OP_AUDIENCE set) the provider behaves like Okta's default
+// authorization server instead: every access token is a JWT for the fixed audience whatever `resource`
+// the client asked for (RFC 8707 is not honoured), and the discovery documents do not advertise
+// code_challenge_methods_supported (PKCE S256 is still required). Dynamic registration is off in both
+// modes: clients are only the static OP_CLIENTS. Logins use devInteractions (a login form and a consent form a browser can fill); the
 // account's groups and email go into access tokens. Prints "ready <issuer>" once listening.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -18,6 +23,7 @@ const issuer = `http://127.0.0.1:${port}`;
 const clients = JSON.parse(process.env.OP_CLIENTS || '[]');
 const resources = new Set(JSON.parse(process.env.OP_RESOURCES || '[]'));
 const shortTTL = Number(process.env.OP_SHORT_TTL || '3');
+const fixedAudience = process.env.OP_AUDIENCE || '';
 
 // The suite's users (test/e2e/hydra_test.go users()).
 const users = {
@@ -42,15 +48,15 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      defaultResource: async (_ctx, _client, oneOf) => (fixedAudience ? fixedAudience : oneOf),
       useGrantedResource: async () => true,
       getResourceServerInfo: async (_ctx, resource, client) => {
-        if (!resources.has(resource) && resource !== 'https://elsewhere.example.com/mcp') {
+        if (!fixedAudience && !resources.has(resource) && resource !== 'https://elsewhere.example.com/mcp') {
           throw new Provider.errors.InvalidTarget();
         }
         return {
           scope: 'tools:read tools:call tools:admin',
-          audience: resource,
+          audience: fixedAudience || resource,
           accessTokenTTL: client.clientId.endsWith('-short') ? shortTTL : 3600,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
@@ -73,6 +79,17 @@ const provider = new Provider(issuer, {
   issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
 });
 provider.proxy = false;
+
+// Enterprise mode: hide code_challenge_methods_supported from both discovery documents, as some
+// enterprise IdPs do not publish it.
+if (fixedAudience) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path.startsWith('/.well-known/') && ctx.body && typeof ctx.body === 'object') {
+      delete ctx.body.code_challenge_methods_supported;
+    }
+  });
+}
 
 // devInteractions accepts any login name; findAccount knows only the suite's users, so others fail.
 const server = createServer(provider.callback());
