@@ -87,19 +87,31 @@ func readRegisteredByJWT(payload []byte) (registered, error) {
 }
 
 // mayRepeatTypedClaim reports whether a typed claim's name may be a member name more than once in payload:
-// it occurs twice as a JSON string, or the payload holds a \u escape (which could spell it).
+// it occurs twice as a JSON string, or the payload holds a \u escape (which could spell it). It looks at
+// every '"' once: the typed claims' names all have three letters.
 func mayRepeatTypedClaim(payload []byte) bool {
 	if bytes.Contains(payload, []byte(`\u`)) {
 		return true
 	}
-	var quoted [8]byte
-	for _, name := range typedClaims {
-		q := append(append(append(quoted[:0], '"'), name...), '"')
-		if i := bytes.Index(payload, q); i >= 0 && bytes.Contains(payload[i+len(q):], q) {
-			return true
+	var seen [len(typedClaims)]bool
+	for i := 0; ; {
+		j := bytes.IndexByte(payload[i:], '"')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		if i+4 > len(payload) || payload[i+3] != '"' {
+			continue
+		}
+		for k, name := range typedClaims {
+			if string(payload[i:i+3]) == name {
+				if seen[k] {
+					return true
+				}
+				seen[k] = true
+			}
 		}
 	}
-	return false
 }
 
 // knownFormat reports whether jwx takes the payload for the claims of a JWT rather than for another JOSE
@@ -109,20 +121,20 @@ func knownFormat(claims map[string]any) bool {
 	if _, ok := claims["aud"]; ok {
 		return true
 	}
-	var signatures, payload bool
+	var other, signatures, payload bool
 	for name := range claims {
 		switch {
 		case strings.EqualFold(name, "aud"):
 			return true
 		case strings.EqualFold(name, "kty"), strings.EqualFold(name, "keys"), strings.EqualFold(name, "ciphertext"):
-			return false
+			other = true
 		case strings.EqualFold(name, "signatures"):
 			signatures = true
 		case strings.EqualFold(name, "payload"):
 			payload = true
 		}
 	}
-	return !(signatures && payload)
+	return !other && !(signatures && payload)
 }
 
 // numbersFitFloat64 reports whether every number in v is within the range of a float64, as jwt.Token needs

@@ -108,8 +108,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 	if e != nil {
 		return nil, e
 	}
-	claims := decodeClaims(tok.payload)
-	if !tok.b64 || claims == nil {
+	claims := decodeClaims(tok.payload) // nil for an unencoded payload (b64 false) too: base64url text is no JSON object
+	if claims == nil {
 		return nil, errInvalidToken("malformed token: payload is not a JSON object")
 	}
 	t, e := v.trustedIssuer(tok.header, claims)
