@@ -4,8 +4,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // DefaultTokenCacheSize is how many verified tokens a Verifier remembers unless WithTokenCache says otherwise:
@@ -182,18 +180,20 @@ func (c *tokenCache) count(answered bool) {
 }
 
 // add remembers a token that passed verification at time now under the key set version `version` of
-// issuer t. A token already at or past its exp (accepted within the leeway) is not remembered.
-func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, claims *registered, id *Identity, now time.Time, leeway time.Duration) {
+// issuer t, and returns the Identity to hand out: a copy of the entry's, sharing its memo, so that what
+// adapters derive from it for this request serves the token's later requests too; id itself when the token
+// is not remembered (no cache, keys never loaded, or a token already at or past its exp, accepted within
+// the leeway).
+func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, claims *registered, id *Identity, now time.Time, leeway time.Duration) *Identity {
 	if c == nil || version.IsZero() || !now.Before(id.Expiry) {
-		return
+		return id
 	}
 	entry := &cachedToken{raw: key.raw, issuer: t, version: version, claims: *claims, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(claims, leeway)
-	if token, err := tokenValue(id); err == nil { // on an error, requests build it (and fail) as without the cache
-		entry.id.policyToken = ast.NewTerm(token)
-	}
 	entry.id.memo = new(sync.Map)
 	c.insert(key, entry)
+	copied := entry.id
+	return &copied
 }
 
 // refuse answers for a remembered refusal what a fresh verification answers now: FetchKeys refuses a token

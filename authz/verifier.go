@@ -12,6 +12,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // maxTokenBytes bounds the size of a bearer token; real access tokens are a few KiB.
@@ -140,8 +141,10 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 	if e := t.checkAudience(reg.aud, id.ClientID, audiences); e != nil {
 		return nil, e
 	}
-	v.cache.add(key, t, version, &reg, id, v.now(), v.leeway)
-	return id, nil
+	if token, err := tokenValue(id); err == nil { // on an error, the policy input builds it (and fails)
+		id.policyToken = ast.NewTerm(token)
+	}
+	return v.cache.add(key, t, version, &reg, id, v.now(), v.leeway), nil
 }
 
 // isCompactJWS reports whether raw holds only base64url characters (RFC 7515 §2: no padding) besides its
@@ -222,7 +225,7 @@ func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (
 	}
 	fitting := 0
 	for _, key := range keys {
-		if !keyFits(key, alg) {
+		if !keyFits(key.JWK, alg) {
 			continue
 		}
 		fitting++
@@ -230,7 +233,7 @@ func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (
 		if verifier == nil { // an allowed algorithm jwx cannot verify
 			return errInvalidToken("malformed claims"), false
 		}
-		if verifier.Verify(tok.signingInput, tok.signature, key) == nil {
+		if verifier.Verify(tok.signingInput, tok.signature, key.Public) == nil {
 			return nil, false
 		}
 	}

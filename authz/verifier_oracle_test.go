@@ -112,10 +112,10 @@ func (c *oracleKeyChoice) FetchKeys(_ context.Context, sink jws.KeySink, sig *jw
 	}
 	offered := 0
 	for _, key := range keys {
-		if !keyFits(key, alg) {
+		if !keyFits(key.JWK, alg) {
 			continue
 		}
-		sink.Key(alg, key)
+		sink.Key(alg, key.JWK)
 		offered++
 	}
 	if offered == 0 {
