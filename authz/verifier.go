@@ -87,7 +87,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	return id, nil
 }
 
-// verify is Verify with the refusal's own type, for the Authorizer.
+// verify is Verify with the refusal's own type, for the Authorizer. A token the caches do not answer is
+// decoded once and checked cheapest refusal first: its shape, its header and issuer, a surely expired `exp`
+// (no key lookup, no signature check), its key, its signature, then the types of its registered claims, its
+// time claims and its audience. Each answer is the one jwx's generic path (jwt.ParseString with a key
+// provider, then jwt.Validate) gave, down to the description: TestVerifyDifferential and
+// FuzzVerifyDifferential compare the two.
 func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	if len(raw) > maxTokenBytes {
 		return nil, errInvalidToken("token too large")
@@ -148,7 +153,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 }
 
 // isCompactJWS reports whether raw holds only base64url characters (RFC 7515 §2: no padding) besides its
-// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwt.ParseString would also take the
+// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwx's parser would also take the
 // JSON Serialization, with its unprotected headers and several signatures.
 func isCompactJWS(raw string) bool {
 	for i := 0; i < len(raw); i++ {
@@ -230,7 +235,7 @@ func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (
 		}
 		fitting++
 		verifier := t.verifiers[alg]
-		if verifier == nil { // an allowed algorithm jwx cannot verify
+		if verifier == nil { // jwx verifies every algorithm a key fits; were one missing, this is jwx's answer
 			return errInvalidToken("malformed claims"), false
 		}
 		if verifier.Verify(tok.signingInput, tok.signature, key.Public) == nil {
