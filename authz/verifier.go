@@ -197,7 +197,7 @@ func unixClaim(claims map[string]any, name string) (int64, bool) {
 // trustedIssuer picks the issuer by the unverified `iss` and checks the header against its rules: the
 // algorithm on its allow-list, the required `typ`, no critical header. Header members that point at other
 // keys (`jku`, `x5u`, `jwk`, `x5c`) are never used.
-func (v *Verifier) trustedIssuer(h jws.Headers, claims map[string]any) (*trustedIssuer, *Error) {
+func (v *Verifier) trustedIssuer(h joseHeader, claims map[string]any) (*trustedIssuer, *Error) {
 	iss, _ := claims["iss"].(string)
 	t, ok := v.issuers[iss]
 	if !ok {
@@ -206,14 +206,13 @@ func (v *Verifier) trustedIssuer(h jws.Headers, claims map[string]any) (*trusted
 		}
 		return nil, errInvalidToken("issuer not trusted")
 	}
-	alg := h.Algorithm()
-	if !t.algorithms[alg] {
-		return nil, errInvalidToken(fmt.Sprintf("algorithm %s not allowed", shown(alg.String())))
+	if !t.algorithms[h.alg] {
+		return nil, errInvalidToken(fmt.Sprintf("algorithm %s not allowed", shown(h.alg.String())))
 	}
-	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.Type(), want) {
-		return nil, errInvalidToken(fmt.Sprintf("token type %q is not %q", shown(h.Type()), want))
+	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.typ, want) {
+		return nil, errInvalidToken(fmt.Sprintf("token type %q is not %q", shown(h.typ), want))
 	}
-	if len(h.Critical()) > 0 {
+	if h.critical {
 		return nil, errInvalidToken("unsupported critical header")
 	}
 	return t, nil
@@ -223,8 +222,8 @@ func (v *Verifier) trustedIssuer(h jws.Headers, claims map[string]any) (*trusted
 // that fit its algorithm, trying each in document order. forged is true when fitting keys were found and
 // none verifies the signature. Waiting for a key set fetch (an unknown `kid`) ends with ctx.
 func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (e *Error, forged bool) {
-	alg := tok.header.Algorithm()
-	keys, err := t.keys.Keys(ctx, tok.header.KeyID())
+	alg := tok.header.alg
+	keys, err := t.keys.Keys(ctx, tok.header.kid)
 	if err != nil {
 		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer)), false
 	}
