@@ -29,15 +29,16 @@ type Identity struct {
 	// Expiry is the token's exp.
 	Expiry time.Time
 
-	// policyToken is the `token` member of the policy input built from the fields above: the token cache
-	// builds it once per token, so requests with a cached token do not rebuild it; nil otherwise.
+	// policyToken is the `token` member of the policy input built from the fields above: verify builds it
+	// once per token (the token cache keeps it), so that the decision cache can key its lookups on it and
+	// requests with a cached token do not rebuild it; nil when it could not be built.
 	policyToken *ast.Term
 	// unsendable is the name of the first claim whose value the identity headers cannot carry as it is
 	// (headerValue; a scope also must not hold SP or HTAB, since the scopes header is space-separated), or
 	// empty when they can carry them all.
 	unsendable string
 	// memo holds what adapters derive from the identity (Memo); shared by the copies the token cache hands
-	// out, so it is computed once per cached token; nil for a token verified afresh.
+	// out, so it is computed once per cached token; nil for a token the cache does not hold.
 	memo *sync.Map
 }
 

@@ -59,10 +59,10 @@ type fetchCall struct {
 
 // keySnapshot is one installed key set, never changed once installed.
 type keySnapshot struct {
-	all     []jwk.Key            // in document order
-	byKID   map[string][]jwk.Key // keys with a kid, by kid, in document order
-	fetched time.Time            // the set's version: strictly increasing from one snapshot to the next
-	digest  [sha256.Size]byte    // of the JWKS document the keys came from; zero when not from a document
+	all     []SigningKey            // in document order
+	byKID   map[string][]SigningKey // keys with a kid, by kid, in document order
+	fetched time.Time               // the set's version: strictly increasing from one snapshot to the next
+	digest  [sha256.Size]byte       // of the JWKS document the keys came from; zero when not from a document
 }
 
 // FetchObserver is told the outcome of every key-set fetch: keys installed and keys skipped as unusable
@@ -157,10 +157,20 @@ func (k *KeySet) Version() time.Time {
 
 var errNoKeys = errors.New("signing keys not loaded")
 
+// SigningKey is one key of an issuer's key set: the JWK as published (its kid, kty, alg and use say which
+// tokens it may verify) and its public key, converted once when the key set is installed so that a
+// signature check does not convert it again.
+type SigningKey struct {
+	JWK jwk.Key
+	// Public is the JWK's public key (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey), or the JWK
+	// itself when it has no raw form; jwx's verifiers take either.
+	Public any
+}
+
 // Keys returns the keys matching kid ("" matches every key); the slice is shared and must not be changed.
 // On a miss it refetches the key set, at most once per minimum refresh interval, so that a key rotated in at
 // the IdP is found; it waits for that fetch only until ctx ends, and then returns an error.
-func (k *KeySet) Keys(ctx context.Context, kid string) ([]jwk.Key, error) {
+func (k *KeySet) Keys(ctx context.Context, kid string) ([]SigningKey, error) {
 	snap := k.current.Load()
 	if snap != nil {
 		if keys := snap.match(kid); len(keys) > 0 {
@@ -203,7 +213,7 @@ func (k *KeySet) Keys(ctx context.Context, kid string) ([]jwk.Key, error) {
 // (an IdP that reuses one while rotating): all are returned, in document order, and the verification tries
 // each, so the answer does not depend on which one came first. They are all the issuer's keys, so offering
 // each is no wider than offering one.
-func (s *keySnapshot) match(kid string) []jwk.Key {
+func (s *keySnapshot) match(kid string) []SigningKey {
 	if kid == "" {
 		return s.all
 	}
@@ -211,10 +221,15 @@ func (s *keySnapshot) match(kid string) []jwk.Key {
 }
 
 func newSnapshot(keys []jwk.Key, fetched time.Time) *keySnapshot {
-	s := &keySnapshot{all: keys, byKID: make(map[string][]jwk.Key, len(keys)), fetched: fetched}
-	for _, key := range keys {
+	s := &keySnapshot{all: make([]SigningKey, len(keys)), byKID: make(map[string][]SigningKey, len(keys)), fetched: fetched}
+	for i, key := range keys {
+		s.all[i] = SigningKey{JWK: key, Public: key}
+		var public any
+		if err := key.Raw(&public); err == nil {
+			s.all[i].Public = public
+		}
 		if kid := key.KeyID(); kid != "" {
-			s.byKID[kid] = append(s.byKID[kid], key)
+			s.byKID[kid] = append(s.byKID[kid], s.all[i])
 		}
 	}
 	return s

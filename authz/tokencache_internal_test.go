@@ -5,8 +5,6 @@ import (
 	"hash/maphash"
 	"testing"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
 // TestTokenCacheBounded checks that the cache never holds more than its size and, with no token requested
@@ -27,8 +25,8 @@ func TestTokenCacheBounded(t *testing.T) {
 			keys := make([]tokenKey, tc.adds)
 			for i := range tc.adds {
 				keys[i] = testKey(fmt.Sprintf("token-%d", i))
-				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
-				c.add(keys[i], &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute) // twice: one slot
+				c.add(keys[i], &trustedIssuer{}, now, &registered{}, &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
+				c.add(keys[i], &trustedIssuer{}, now, &registered{}, &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute) // twice: one slot
 				if n := c.len(); n > tc.size {
 					t.Fatalf("after %d adds: %d entries, size %d", i+1, n, tc.size)
 				}
@@ -58,7 +56,7 @@ func TestTokenCacheRefusesUnfitEntries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTokenCache(4)
-			c.add(testKey("t"), &trustedIssuer{}, tc.version, jwt.New(), &Identity{Expiry: tc.expiry}, now, time.Minute)
+			c.add(testKey("t"), &trustedIssuer{}, tc.version, &registered{}, &Identity{Expiry: tc.expiry}, now, time.Minute)
 			if c.len() != 0 {
 				t.Errorf("entry added")
 			}
@@ -76,7 +74,7 @@ func testKey(raw string) tokenKey {
 func TestTokenCacheComparesTokens(t *testing.T) {
 	now := time.Now()
 	c := newTokenCache(4)
-	c.add(tokenKey{hash: 7, raw: "token-a"}, &trustedIssuer{}, now, jwt.New(), &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
+	c.add(tokenKey{hash: 7, raw: "token-a"}, &trustedIssuer{}, now, &registered{}, &Identity{Expiry: now.Add(time.Hour)}, now, time.Minute)
 	if c.len() != 1 {
 		t.Fatal("token not cached")
 	}

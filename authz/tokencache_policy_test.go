@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
 // fifoModel is the eviction of a plain FIFO cache of size entries (oldest out first, a request changes
@@ -42,15 +40,14 @@ func (f *fifoModel) request(h uint64) bool {
 
 // policyCache drives a tokenCache as the Verifier does: a lookup, and an insert of a verified token on a miss.
 type policyCache struct {
-	c     *tokenCache
-	seed  maphash.Seed
-	now   time.Time
-	keys  map[uint64]tokenKey
-	token jwt.Token
+	c    *tokenCache
+	seed maphash.Seed
+	now  time.Time
+	keys map[uint64]tokenKey
 }
 
 func newPolicyCache(size int) *policyCache {
-	return &policyCache{c: newTokenCache(size), seed: maphash.MakeSeed(), now: time.Now(), keys: map[uint64]tokenKey{}, token: jwt.New()}
+	return &policyCache{c: newTokenCache(size), seed: maphash.MakeSeed(), now: time.Now(), keys: map[uint64]tokenKey{}}
 }
 
 // key is the cache key of token number n (its raw token is built once).
@@ -70,7 +67,7 @@ func (p *policyCache) request(n uint64) bool {
 	if p.c.lookup(k) != nil {
 		return true
 	}
-	p.c.insert(k, &cachedToken{raw: k.raw, issuer: &trustedIssuer{}, version: p.now, token: p.token, id: Identity{Expiry: p.now.Add(time.Hour)}})
+	p.c.insert(k, &cachedToken{raw: k.raw, issuer: &trustedIssuer{}, version: p.now, id: Identity{Expiry: p.now.Add(time.Hour)}})
 	return false
 }
 

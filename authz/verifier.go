@@ -1,10 +1,8 @@
 package authz
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -13,8 +11,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // maxTokenBytes bounds the size of a bearer token; real access tokens are a few KiB.
@@ -34,6 +32,7 @@ type trustedIssuer struct {
 	cfg        config.Issuer
 	keys       *KeySet
 	algorithms map[jwa.SignatureAlgorithm]bool
+	verifiers  map[jwa.SignatureAlgorithm]jws.Verifier // of the allowed algorithms jwx can verify; stateless
 	noAudience map[string]bool
 }
 
@@ -50,9 +49,14 @@ func NewVerifier(issuers []config.Issuer, keys map[string]*KeySet, leeway time.D
 		if !ok {
 			return nil, fmt.Errorf("no key set for issuer %q", is.Issuer)
 		}
-		t := &trustedIssuer{cfg: is, keys: ks, algorithms: map[jwa.SignatureAlgorithm]bool{}, noAudience: map[string]bool{}}
+		t := &trustedIssuer{cfg: is, keys: ks, algorithms: map[jwa.SignatureAlgorithm]bool{}, verifiers: map[jwa.SignatureAlgorithm]jws.Verifier{},
+			noAudience: map[string]bool{}}
 		for _, a := range is.Algorithms {
-			t.algorithms[jwa.SignatureAlgorithm(a)] = true
+			alg := jwa.SignatureAlgorithm(a)
+			t.algorithms[alg] = true
+			if verifier, err := jws.NewVerifier(alg); err == nil {
+				t.verifiers[alg] = verifier
+			}
 		}
 		for _, c := range is.ClientsWithoutAudience {
 			t.noAudience[c] = true
@@ -83,7 +87,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	return id, nil
 }
 
-// verify is Verify with the refusal's own type, for the Authorizer.
+// verify is Verify with the refusal's own type, for the Authorizer. A token the caches do not answer is
+// decoded once and checked cheapest refusal first: its shape, its header and issuer, a surely expired `exp`
+// (no key lookup, no signature check), its key, its signature, then the types of its registered claims, its
+// time claims and its audience. Each answer is the one jwx's generic path (jwt.ParseString with a key
+// provider, then jwt.Validate) gave, down to the description: TestVerifyDifferential and
+// FuzzVerifyDifferential compare the two.
 func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (*Identity, *Error) {
 	if len(raw) > maxTokenBytes {
 		return nil, errInvalidToken("token too large")
@@ -101,41 +110,50 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 	if !isCompactJWS(raw) { // after the caches: a cached token passed this
 		return nil, errInvalidToken("malformed token: not a compact JWS")
 	}
-	kp := &keyChoice{v: v, ctx: ctx}
-	tok, err := jwt.ParseString(raw, jwt.WithKeyProvider(kp), jwt.WithValidate(false))
-	if err != nil {
-		var e *Error
-		switch {
-		case errors.As(err, &e):
-			if kp.expired {
-				v.rejects.reject(key, nil, time.Time{}, kp.claims, e)
-			}
-			return nil, e
-		case jws.IsVerificationError(err):
-			e := errInvalidToken("signature verification failed")
-			v.rejects.reject(key, kp.issuer, kp.version, kp.claims, e)
-			return nil, e
-		case kp.issuer != nil:
-			return nil, errInvalidToken("malformed claims")
-		default:
-			return nil, errInvalidToken("malformed token")
-		}
-	}
-	t := kp.issuer
-	if e := v.validate(tok); e != nil {
+	tok, e := parseCompact(raw)
+	if e != nil {
 		return nil, e
 	}
-	id := newIdentity(kp.claims)
-	id.Expiry = tok.Expiration()
-	if err := t.checkAudience(tok.Audience(), id.ClientID, audiences); err != nil {
-		return nil, err
+	claims := decodeClaims(tok.payload) // nil for an unencoded payload (b64 false) too: base64url text is no JSON object
+	if claims == nil {
+		return nil, errInvalidToken("malformed token: payload is not a JSON object")
 	}
-	v.cache.add(key, t, kp.version, tok, id, v.now(), v.leeway)
-	return id, nil
+	t, e := v.trustedIssuer(tok.header, claims)
+	if e != nil {
+		return nil, e
+	}
+	if v.surelyExpired(claims) {
+		e := errInvalidToken("token expired") // refused before any key lookup or signature check
+		v.rejects.reject(key, nil, time.Time{}, claims, e)
+		return nil, e
+	}
+	version := t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
+	if e, forged := t.checkSignature(ctx, tok); e != nil {
+		if forged {
+			v.rejects.reject(key, t, version, claims, e)
+		}
+		return nil, e
+	}
+	reg, err := readRegistered(tok.payload, claims)
+	if err != nil {
+		return nil, errInvalidToken("malformed claims")
+	}
+	if e := v.validate(&reg); e != nil {
+		return nil, e
+	}
+	id := newIdentity(claims)
+	id.Expiry = reg.exp
+	if e := t.checkAudience(reg.aud, id.ClientID, audiences); e != nil {
+		return nil, e
+	}
+	if token, err := tokenValue(id); err == nil { // on an error, the policy input builds it (and fails)
+		id.policyToken = ast.NewTerm(token)
+	}
+	return v.cache.add(key, t, version, &reg, id, v.now(), v.leeway), nil
 }
 
 // isCompactJWS reports whether raw holds only base64url characters (RFC 7515 §2: no padding) besides its
-// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwt.ParseString would also take the
+// dots. A JWT is always in the JWS Compact Serialization (RFC 7519 §1); jwx's parser would also take the
 // JSON Serialization, with its unprotected headers and several signatures.
 func isCompactJWS(raw string) bool {
 	for i := 0; i < len(raw); i++ {
@@ -145,25 +163,6 @@ func isCompactJWS(raw string) bool {
 		}
 	}
 	return true
-}
-
-// validate checks the time-based claims (exp, required; nbf; iat) against the clock, with the leeway.
-func (v *Verifier) validate(tok jwt.Token) *Error {
-	err := jwt.Validate(tok, jwt.WithAcceptableSkew(v.leeway), jwt.WithClock(jwt.ClockFunc(v.now)), jwt.WithRequiredClaim("exp"))
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, jwt.ErrTokenExpired()):
-		return errInvalidToken("token expired")
-	case errors.Is(err, jwt.ErrTokenNotYetValid()):
-		return errInvalidToken("token not yet valid")
-	case errors.Is(err, jwt.ErrInvalidIssuedAt()):
-		return errInvalidToken("token issued in the future")
-	case errors.Is(err, jwt.ErrMissingRequiredClaim("exp")):
-		return errInvalidToken("token has no exp claim")
-	default:
-		return errInvalidToken("invalid claims")
-	}
 }
 
 // surelyExpired reports, from the (not yet verified) claims, whether validate would refuse the token as
@@ -195,73 +194,60 @@ func unixClaim(claims map[string]any, name string) (int64, bool) {
 	return i, err == nil
 }
 
-// keyChoice is the jws.KeyProvider of one Verify call: it picks the issuer by the unverified `iss`, checks
-// the header against that issuer's rules, and offers only keys from the issuer's own key set. Header
-// fields that point at other keys (`jku`, `x5u`, `jwk`) are never used.
-type keyChoice struct {
-	v       *Verifier
-	ctx     context.Context // the request's: jwt.ParseString hands FetchKeys a background context instead
-	issuer  *trustedIssuer
-	claims  map[string]any
-	version time.Time // the issuer's key set version before its keys were looked up
-	expired bool      // the token was refused as surely expired, before any key lookup
-}
-
-// FetchKeys implements jws.KeyProvider. It ignores the context jws.Verify passes (jwt.ParseString passes
-// none of its own) and uses the request's, so that waiting for a key set fetch ends with the request.
-func (c *keyChoice) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signature, msg *jws.Message) error {
-	if len(msg.Signatures()) != 1 {
-		return errInvalidToken("malformed token: more than one signature")
-	}
-	h := sig.ProtectedHeaders()
-	dec := json.NewDecoder(bytes.NewReader(msg.Payload()))
-	dec.UseNumber()
-	if err := dec.Decode(&c.claims); err != nil || c.claims == nil {
-		return errInvalidToken("malformed token: payload is not a JSON object")
-	}
-	iss, _ := c.claims["iss"].(string)
-	t, ok := c.v.issuers[iss]
+// trustedIssuer picks the issuer by the unverified `iss` and checks the header against its rules: the
+// algorithm on its allow-list, the required `typ`, no critical header. Header members that point at other
+// keys (`jku`, `x5u`, `jwk`, `x5c`) are never used.
+func (v *Verifier) trustedIssuer(h joseHeader, claims map[string]any) (*trustedIssuer, *Error) {
+	iss, _ := claims["iss"].(string)
+	t, ok := v.issuers[iss]
 	if !ok {
 		if iss == "" {
-			return errInvalidToken("token has no issuer")
+			return nil, errInvalidToken("token has no issuer")
 		}
-		return errInvalidToken("issuer not trusted")
+		return nil, errInvalidToken("issuer not trusted")
 	}
-	alg := h.Algorithm()
-	if !t.algorithms[alg] {
-		return errInvalidToken(fmt.Sprintf("algorithm %s not allowed", shown(alg.String())))
+	if !t.algorithms[h.alg] {
+		return nil, errInvalidToken(fmt.Sprintf("algorithm %s not allowed", shown(h.alg.String())))
 	}
-	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.Type(), want) {
-		return errInvalidToken(fmt.Sprintf("token type %q is not %q", shown(h.Type()), want))
+	if want := t.cfg.RequiredType; want != "" && !typeMatches(h.typ, want) {
+		return nil, errInvalidToken(fmt.Sprintf("token type %q is not %q", shown(h.typ), want))
 	}
-	if len(h.Critical()) > 0 {
-		return errInvalidToken("unsupported critical header")
+	if h.critical {
+		return nil, errInvalidToken("unsupported critical header")
 	}
-	if c.v.surelyExpired(c.claims) {
-		c.expired = true
-		return errInvalidToken("token expired") // refused before any key lookup or signature check
-	}
-	c.version = t.keys.Version() // before Keys: a snapshot installed meanwhile makes the cache entry stale, never wrongly fresh
-	keys, err := t.keys.Keys(c.ctx, h.KeyID())
+	return t, nil
+}
+
+// checkSignature verifies tok's signature with the issuer's keys of its `kid` (every key when it has none)
+// that fit its algorithm, trying each in document order. forged is true when fitting keys were found and
+// none verifies the signature. Waiting for a key set fetch (an unknown `kid`) ends with ctx.
+func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (e *Error, forged bool) {
+	alg := tok.header.alg
+	keys, err := t.keys.Keys(ctx, tok.header.kid)
 	if err != nil {
-		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer))
+		return errUnavailable(fmt.Sprintf("signing keys of %s unavailable", t.cfg.Issuer)), false
 	}
-	offered := 0
+	fitting := 0
 	for _, key := range keys {
-		if !keyFits(key, alg) {
+		if !keyFits(key.JWK, alg) {
 			continue
 		}
-		sink.Key(alg, key)
-		offered++
-	}
-	if offered == 0 {
-		if len(keys) == 0 {
-			return errInvalidToken("unknown signing key")
+		fitting++
+		verifier := t.verifiers[alg]
+		if verifier == nil { // jwx verifies every algorithm a key fits; were one missing, this is jwx's answer
+			return errInvalidToken("malformed claims"), false
 		}
-		return errInvalidToken("signing key does not fit the token's algorithm")
+		if verifier.Verify(tok.signingInput, tok.signature, key.Public) == nil {
+			return nil, false
+		}
 	}
-	c.issuer = t
-	return nil
+	if fitting == 0 {
+		if len(keys) == 0 {
+			return errInvalidToken("unknown signing key"), false
+		}
+		return errInvalidToken("signing key does not fit the token's algorithm"), false
+	}
+	return errInvalidToken("signature verification failed"), true
 }
 
 // typeMatches compares a `typ` header with the required one, ignoring case and an `application/` prefix (RFC 8725 §3.11).

@@ -9,11 +9,17 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// freshCorpusSize is the number of distinct tokens of the fresh and badsig cases: more than the token cache
+// and its ghost queue remember, so that a token coming round again is verified afresh.
+const freshCorpusSize = 5000
+
 // BenchmarkCheck measures one whole decision in process: a CheckRequest adapted by envoy.Request, decided
 // by authz.Authorizer.Check (bearer, verification, MCP body, policy, decision log line), and for Server the
 // CheckResponse built and encoded too, as the gRPC codec encodes it. "allow" is a valid token calling an
 // allowed tool; "deny-scope" the restricted tool without its scope; "corpus" cycles through the load
-// benchmark's corpus (allows and denies).
+// benchmark's corpus (allows and denies); "fresh" gives each request a token of its own and "badsig" one
+// whose signature does not verify (freshCorpusSize of them, more than the token caches hold, so that every
+// Check verifies a signature).
 func BenchmarkCheck(b *testing.B) {
 	e, err := benchenv.New(context.Background(), "../deploy/policies", nil)
 	if err != nil {
@@ -21,6 +27,14 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.Cleanup(func() { e.Close() })
 	corpus, err := benchenv.Corpus(e.IdP.Provider, 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fresh, err := benchenv.FreshCorpus(e.IdP.Provider, freshCorpusSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	badsig, err := benchenv.BadSignatureCorpus(e.IdP.Provider, freshCorpusSize)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,6 +56,8 @@ func BenchmarkCheck(b *testing.B) {
 		{"allow", []benchenv.Case{allow}},
 		{"deny-scope", []benchenv.Case{denyScope}},
 		{"corpus", corpus},
+		{"fresh", fresh},
+		{"badsig", badsig},
 	} {
 		b.Run("Authorizer/"+bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -320,6 +320,14 @@ func (c *child) profile(d time.Duration, file string) error {
 	return f.Close()
 }
 
+// cpuPerCheck is the target's CPU time per Check over its saturation runs, in µs; 0 when unknown.
+func (t *targetResult) cpuPerCheck() float64 {
+	if t.checks == 0 {
+		return 0
+	}
+	return float64(t.cpu.Microseconds()) / float64(t.checks)
+}
+
 // targetResult accumulates one target's measurements over the rounds.
 type targetResult struct {
 	kind            string
@@ -329,8 +337,9 @@ type targetResult struct {
 	halfRate        float64
 	mallocs, bytes  uint64
 	checks          int64
-	rssStart        int64 // KiB, one second into the first saturation run
-	rssEnd          int64 // KiB, at the end of the last run
+	cpu             time.Duration // the target process's CPU time (user and system) over its saturation runs
+	rssStart        int64         // KiB, one second into the first saturation run
+	rssEnd          int64         // KiB, at the end of the last run
 	heapStart       uint64
 	heapEnd         uint64
 	rpcErrors       int64
@@ -444,7 +453,9 @@ func run(o options) (int, error) {
 			}
 			rssAt1s := make(chan int64, 1)
 			go func() { time.Sleep(time.Second); rssAt1s <- c.rssKiB() }()
+			cpuBefore := c.cpuTime()
 			r := saturate(ctx, c.client, corpus, t.verified, o.concurrency, o.duration)
+			t.cpu += c.cpuTime() - cpuBefore
 			after, err := c.memStats(false)
 			if err != nil {
 				return 0, err
@@ -531,7 +542,7 @@ func numCPU() int { return runtime.GOMAXPROCS(0) }
 // report prints the one table and the ratios, and returns the exit status: 1 on any mismatch or RPC error.
 func report(w io.Writer, o options, results map[string]*targetResult) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tchecks/s\tp50\tp99\thalf rate/s\tp50@half\tp99@half\tallocs/check\tB/check\tRSS MiB 1s→end\theap MiB start→end\tmismatches\terrors\t")
+	fmt.Fprintln(tw, "target\tchecks/s\tp50\tp99\thalf rate/s\tp50@half\tp99@half\tCPU µs/check\tallocs/check\tB/check\tRSS MiB 1s→end\theap MiB start→end\tmismatches\terrors\t")
 	status := 0
 	for _, kind := range o.targets {
 		t := results[kind]
@@ -545,10 +556,10 @@ func report(w io.Writer, o options, results map[string]*targetResult) int {
 		if t.rpcErrors > 0 {
 			status = 1
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.0f\t%.1f→%.1f\t%.1f→%.1f\t%s\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f→%.1f\t%.1f→%.1f\t%s\t%d\t\n",
 			kind, t.medianRate(), ms(t.sat.percentile(0.50)), ms(t.sat.percentile(0.99)),
 			t.half.rate(), ms(t.half.percentile(0.50)), ms(t.half.percentile(0.99)),
-			float64(t.mallocs)/float64(t.checks), float64(t.bytes)/float64(t.checks),
+			t.cpuPerCheck(), float64(t.mallocs)/float64(t.checks), float64(t.bytes)/float64(t.checks),
 			float64(t.rssStart)/1024, float64(t.rssEnd)/1024, float64(t.heapStart)/(1<<20), float64(t.heapEnd)/(1<<20),
 			mism, t.rpcErrors)
 	}
@@ -562,6 +573,9 @@ func report(w io.Writer, o options, results map[string]*targetResult) int {
 	if f, ok := results["floor"]; ok && okA {
 		r := a.medianRate() / f.medianRate()
 		fmt.Fprintf(w, "ratio mcp-authz/floor    = %.2f  (target >= 0.70: %s)\n", r, verdict(r >= 0.70))
+		if a.cpuPerCheck() > 0 {
+			fmt.Fprintf(w, "CPU per check, floor/mcp-authz = %.2f  (the ratio where the machine is not shared: less sensitive to other load than checks/s)\n", f.cpuPerCheck()/a.cpuPerCheck())
+		}
 	}
 	if as, ok := results[assertionTarget]; ok && okA {
 		r := as.medianRate() / a.medianRate()
