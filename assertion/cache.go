@@ -10,8 +10,8 @@ import (
 // The assertion cache lives in the token cache's entries: Identity.Memo keeps, per verified token, one
 // slot per resource with the assertion on, so a request whose token is cached finds its assertion without
 // hashing the token, and the cache is bounded by the token cache (one slot per token and resource) and
-// emptied with it. A token verified afresh (its first request, or the token cache turned off) has no memo:
-// its assertion is minted for that request.
+// emptied with it. A token's first request already shares the memo of the entry it was cached in; with the
+// token cache turned off there is no memo, and every request mints its own assertion.
 
 // memo is where slots are kept: an *authz.Identity (Identity.Memo).
 type memo interface {
