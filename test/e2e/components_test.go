@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -80,14 +81,22 @@ func listen(t testing.TB) net.Listener {
 }
 
 // freePort returns a 127.0.0.1 port that was free a moment ago, for programs that must be told their port.
+// It is drawn below Linux's ephemeral range (32768-60999), so that the listeners the suite opens on port 0
+// in the meantime (mcp-authz, the MCP server, the stand-ins) cannot be handed the same port before the
+// program binds it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-31999")
+	return 0
 }
 
 // serve runs h on l until the test ends.
