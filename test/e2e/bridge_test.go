@@ -143,8 +143,10 @@ func TestBridge(t *testing.T) {
 		{"hydra", "hydra", hydraBridge, true, true, false},
 		{"oidc-provider enterprise", "corp", enterpriseBridge, false, true, true},
 	} {
+		// One after the other: OPA's compiler writes terms it shares between compilations, so two
+		// mcp-authz instances of one process must not compile their policies at once (one instance
+		// compiles its generations one at a time).
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			bs := startBridgeStack(t, tc.id, tc.idp)
 			// alice's browser serves the two SDK clients: consent is per browser and client.
 			alice := newChromiumUser(t, "alice")
