@@ -20,6 +20,7 @@ import (
 type refreshGrant struct {
 	Bridge   string `json:"b"`
 	Client   string `json:"c"`
+	Label    string `json:"l,omitempty"` // the client's label, for the log
 	IdPToken string `json:"t"`
 }
 
@@ -136,6 +137,7 @@ func (b *Bridge) refresh(ctx context.Context, is *issuer, w http.ResponseWriter,
 		fail(newError(http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client"))
 		return
 	}
+	d.client = g.Label
 	p := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {g.IdPToken}}
 	if s := form.Get("scope"); s != "" {
 		if !validScope(s) || len(s) > maxScopeBytes {
@@ -194,7 +196,7 @@ func (b *Bridge) exchange(ctx context.Context, is *issuer, w http.ResponseWriter
 		refresh = oldRefresh
 	}
 	if refresh != "" {
-		if ans.RefreshToken, err = b.sealer.Seal(PurposeRefresh, refreshGrant{Bridge: is.id, Client: client, IdPToken: refresh}, time.Time{}); err != nil {
+		if ans.RefreshToken, err = b.sealer.Seal(PurposeRefresh, refreshGrant{Bridge: is.id, Client: client, Label: d.client, IdPToken: refresh}, time.Time{}); err != nil {
 			d.outcome = "error"
 			fail(newError(http.StatusInternalServerError, "server_error", "the refresh token could not be sealed"))
 			return

@@ -237,3 +237,27 @@ func TestReplayCacheConcurrent(t *testing.T) {
 		t.Fatalf("%d redemptions passed, want 1", wins.Load())
 	}
 }
+
+// TestRefreshLogsClient: a refresh's decision line names the client the refresh token was issued to, as the
+// other decisions of its flow do.
+func TestRefreshLogsClient(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	id := e.register(redirect)
+	f := e.newFlow(id, redirect)
+	tok := decodeJSON(t, f.redeem(f.code().Query().Get("code")).body)
+	rt, _ := tok["refresh_token"].(string)
+	r := f.br.postForm(e.iss+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {id}})
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	var line string
+	for l := range strings.SplitSeq(e.logs.String(), "\n") {
+		if strings.Contains(l, `"event":"refresh"`) {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, `"client":"`) {
+		t.Fatalf("refresh decision without the client: %q", line)
+	}
+}
