@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,16 +26,16 @@ import (
 // one in flight, and waits for it only as long as its own context allows; the fetch itself does not end with
 // that request (others may be waiting for it) but with its own timeout.
 type KeySet struct {
-	issuer        string
-	discoveryURL  string
-	allowInsecure bool // issuers[].allow_insecure_http
-	client        *http.Client
-	log           *slog.Logger
-	every         time.Duration
-	minInterval   time.Duration
-	timeout       time.Duration // bounds one fetch (discovery and JWKS)
-	observe       FetchObserver
-	tel           *Telemetry // spans of fetches; nil: none
+	issuer       string
+	discoveryURL string
+	cfg          config.Issuer // the endpoints its discovery document names are checked against it
+	client       *http.Client
+	log          *slog.Logger
+	every        time.Duration
+	minInterval  time.Duration
+	timeout      time.Duration // bounds one fetch (discovery and JWKS)
+	observe      FetchObserver
+	tel          *Telemetry // spans of fetches; nil: none
 
 	current atomic.Pointer[keySnapshot]
 	loaded  atomic.Int64 // unix nanoseconds of the last successful fetch, for Age
@@ -91,16 +89,16 @@ func WithFetchTimeout(d time.Duration) KeySetOption { return func(k *KeySet) { k
 // http to a host that is not a loopback one.
 func NewKeySet(is config.Issuer, client *http.Client, log *slog.Logger, tel *Telemetry, opts ...KeySetOption) *KeySet {
 	k := &KeySet{
-		issuer:        is.Issuer,
-		discoveryURL:  is.DiscoveryURL,
-		allowInsecure: is.AllowInsecureHTTP,
-		client:        client,
-		log:           log.With("issuer", is.Issuer),
-		every:         time.Duration(is.RefreshInterval),
-		minInterval:   time.Duration(is.MinRefreshInterval),
-		timeout:       DefaultFetchTimeout,
-		tel:           tel,
-		observe:       tel.ObserveFetch, // a nil *Telemetry observes nothing
+		issuer:       is.Issuer,
+		discoveryURL: is.DiscoveryURL,
+		cfg:          is,
+		client:       client,
+		log:          log.With("issuer", is.Issuer),
+		every:        time.Duration(is.RefreshInterval),
+		minInterval:  time.Duration(is.MinRefreshInterval),
+		timeout:      DefaultFetchTimeout,
+		tel:          tel,
+		observe:      tel.ObserveFetch, // a nil *Telemetry observes nothing
 	}
 	for _, o := range opts {
 		o(k)
@@ -380,16 +378,8 @@ func (k *KeySet) discoverOnce(ctx context.Context) (string, error) {
 	if doc.JWKSURI == "" {
 		return "", errors.New("discovery: document has no jwks_uri")
 	}
-	u, err := url.Parse(doc.JWKSURI)
-	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return "", fmt.Errorf("discovery: jwks_uri %q is not an absolute http(s) URL", truncate(doc.JWKSURI))
-	}
-	if !k.allowInsecure {
-		// Keys over plain http to another host, or an https discovery handing out an http jwks_uri (a
-		// downgrade), could be replaced on the way.
-		if config.InsecureHTTP(doc.JWKSURI) || u.Scheme == "http" && strings.HasPrefix(k.discoveryURL, "https:") {
-			return "", fmt.Errorf("discovery: jwks_uri %q is plain http (set allow_insecure_http to accept it)", truncate(doc.JWKSURI))
-		}
+	if err := k.cfg.CheckEndpoint(doc.JWKSURI); err != nil {
+		return "", fmt.Errorf("discovery: jwks_uri %q %v", truncate(doc.JWKSURI), err)
 	}
 	return doc.JWKSURI, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -26,12 +25,12 @@ type idpMetadata struct {
 // idpDiscovery fetches an IdP's discovery document when first needed and again after the issuer's refresh
 // interval; a failed refetch keeps the document held. Failures are retried at most every retryAfter.
 type idpDiscovery struct {
-	url           string
-	issuer        string
-	allowInsecure bool
-	every         time.Duration
-	client        *http.Client
-	now           func() time.Time
+	url    string
+	issuer string
+	cfg    config.Issuer // the endpoints its discovery document names are checked against it
+	every  time.Duration
+	client *http.Client
+	now    func() time.Time
 
 	mu        sync.Mutex
 	cur       *idpMetadata
@@ -48,7 +47,7 @@ const (
 )
 
 func newIDPDiscovery(is config.Issuer, client *http.Client, now func() time.Time) *idpDiscovery {
-	return &idpDiscovery{url: is.DiscoveryURL, issuer: is.Issuer, allowInsecure: is.AllowInsecureHTTP,
+	return &idpDiscovery{url: is.DiscoveryURL, issuer: is.Issuer, cfg: is,
 		every: time.Duration(is.RefreshInterval), client: client, now: now}
 }
 
@@ -103,12 +102,8 @@ func (d *idpDiscovery) fetch(ctx context.Context) (*idpMetadata, error) {
 		return nil, fmt.Errorf("IdP discovery %s: issuer %q, want %q", d.url, m.Issuer, d.issuer)
 	}
 	for _, ep := range []struct{ name, v string }{{"authorization_endpoint", m.AuthorizationEndpoint}, {"token_endpoint", m.TokenEndpoint}} {
-		u, err := url.Parse(ep.v)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("IdP discovery %s: %s %q is not an http(s) URL", d.url, ep.name, ep.v)
-		}
-		if config.InsecureHTTP(ep.v) && !d.allowInsecure {
-			return nil, fmt.Errorf("IdP discovery %s: %s %q is plain http to a host that is not loopback (allow_insecure_http is off)", d.url, ep.name, ep.v)
+		if err := d.cfg.CheckEndpoint(ep.v); err != nil {
+			return nil, fmt.Errorf("IdP discovery %s: %s %q %v", d.url, ep.name, ep.v, err)
 		}
 	}
 	return &m, nil

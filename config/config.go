@@ -187,9 +187,11 @@ type Issuer struct {
 	RefreshInterval Duration `json:"refresh_interval,omitempty"`
 	// MinRefreshInterval bounds refetches triggered by an unknown `kid`. Default 10s.
 	MinRefreshInterval Duration `json:"min_refresh_interval,omitempty"`
-	// AllowInsecureHTTP permits a discovery_url, and a jwks_uri, in plain http to a host that is not
-	// loopback: anyone on the network path could then replace the signing keys. Default false: such a
-	// discovery_url is a start-up error, and such a jwks_uri is refused.
+	// AllowInsecureHTTP permits a discovery_url, and the endpoints it names (jwks_uri, token and
+	// authorization endpoints), in plain http to a host that is not loopback, or in plain http under an https
+	// discovery_url: anyone on the network path could then replace the signing keys or read the tokens.
+	// Default false: such a discovery_url is a start-up error, and such an endpoint is refused
+	// (CheckEndpoint).
 	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
 	// Bridge, when set, puts the OAuth bridge in front of this issuer (docs/bridge.md).
 	Bridge *IssuerBridge `json:"bridge,omitempty"`
@@ -735,6 +737,22 @@ func checkURL(s string) error {
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+// CheckEndpoint reports why an endpoint that the issuer's discovery document names (jwks_uri,
+// authorization_endpoint, token_endpoint) must not be used, or nil: it is not an absolute http(s) URL, or,
+// unless allow_insecure_http is set, it is plain http that anyone on the path could read or change (to a
+// host that is not loopback, or named by an https discovery document: a downgrade). Every reader of the
+// document applies this one rule.
+func (is Issuer) CheckEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return errors.New("is not an absolute http(s) URL")
+	}
+	if !is.AllowInsecureHTTP && (InsecureHTTP(endpoint) || u.Scheme == "http" && strings.HasPrefix(is.DiscoveryURL, "https:")) {
+		return errors.New("is plain http (set allow_insecure_http to accept it)")
 	}
 	return nil
 }

@@ -132,3 +132,34 @@ func TestTokenCacheEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckEndpoint: the one rule for the endpoints a discovery document names (jwks_uri, token and
+// authorization endpoints).
+func TestCheckEndpoint(t *testing.T) {
+	secure := Issuer{DiscoveryURL: "https://idp.example.com/.well-known/openid-configuration"}
+	local := Issuer{DiscoveryURL: "http://127.0.0.1:9000/.well-known/openid-configuration"}
+	allowed := Issuer{DiscoveryURL: "https://idp.example.com/.well-known/openid-configuration", AllowInsecureHTTP: true}
+	tests := []struct {
+		name     string
+		is       Issuer
+		endpoint string
+		want     string // "" accepted
+	}{
+		{"https", secure, "https://idp.example.com/token", ""},
+		{"loopback http under loopback discovery", local, "http://127.0.0.1:9000/token", ""},
+		{"relative", secure, "/token", "not an absolute http(s) URL"},
+		{"other scheme", secure, "file:///etc/passwd", "not an absolute http(s) URL"},
+		{"not a URL", secure, "http://[::1", "not an absolute http(s) URL"},
+		{"plain http to a far host", local, "http://idp.example.com/token", "plain http"},
+		{"downgrade from https discovery, even to loopback", secure, "http://127.0.0.1/token", "plain http"},
+		{"allow_insecure_http accepts plain http", allowed, "http://idp.example.com/token", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.is.CheckEndpoint(tc.endpoint)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("CheckEndpoint(%q) = %v, want %q", tc.endpoint, err, tc.want)
+			}
+		})
+	}
+}

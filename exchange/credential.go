@@ -259,18 +259,18 @@ func freshUntil(now, expiry time.Time) time.Time {
 // endpoints finds and remembers the token endpoint of each configured issuer through its discovery
 // document. It is asked only when a token is exchanged, never on a cache hit.
 type endpoints struct {
-	discovery map[string]string // issuer -> discovery URL
+	issuers map[string]config.Issuer // by issuer
 
 	mu    sync.Mutex
 	found map[string]string // issuer -> token endpoint
 }
 
 func newEndpoints(issuers []config.Issuer) *endpoints {
-	d := map[string]string{}
+	byIssuer := map[string]config.Issuer{}
 	for _, is := range issuers {
-		d[is.Issuer] = is.DiscoveryURL
+		byIssuer[is.Issuer] = is
 	}
-	return &endpoints{discovery: d, found: map[string]string{}}
+	return &endpoints{issuers: byIssuer, found: map[string]string{}}
 }
 
 // tokenEndpoint returns issuer's token_endpoint, fetching its discovery document the first time.
@@ -281,10 +281,11 @@ func (p *endpoints) tokenEndpoint(ctx context.Context, client *http.Client, issu
 	if ok {
 		return ep, nil
 	}
-	du, ok := p.discovery[issuer]
+	is, ok := p.issuers[issuer]
 	if !ok {
 		return "", fmt.Errorf("issuer %q is not configured", issuer)
 	}
+	du := is.DiscoveryURL
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, du, nil)
 	if err != nil {
 		return "", fmt.Errorf("discovery: %w", err)
@@ -307,13 +308,12 @@ func (p *endpoints) tokenEndpoint(ctx context.Context, client *http.Client, issu
 	if doc.Issuer != issuer {
 		return "", fmt.Errorf("discovery: document issuer %q is not %q", doc.Issuer, issuer)
 	}
-	if u, err := url.Parse(doc.TokenEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if doc.TokenEndpoint == "" {
 		return "", errors.New("discovery: no usable token_endpoint")
 	}
-	if config.InsecureHTTP(doc.TokenEndpoint) && !config.InsecureHTTP(du) {
-		// An https discovery naming a plain http token endpoint elsewhere would send the client's token
-		// and mcp-authz's credentials in the clear.
-		return "", fmt.Errorf("discovery: token_endpoint %q is plain http", doc.TokenEndpoint)
+	if err := is.CheckEndpoint(doc.TokenEndpoint); err != nil {
+		// A plain http endpoint would carry the client's token and mcp-authz's credentials in the clear.
+		return "", fmt.Errorf("discovery: no usable token_endpoint: %q %v", doc.TokenEndpoint, err)
 	}
 	p.mu.Lock()
 	p.found[issuer] = doc.TokenEndpoint
