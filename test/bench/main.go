@@ -72,6 +72,7 @@ type options struct {
 	policies    string
 	authzLog    string
 	cpuProfile  string
+	memProfile  string
 	pin         bool
 	latencyAt   float64
 	soak        time.Duration
@@ -95,6 +96,7 @@ func main() {
 	flag.StringVar(&o.policies, "policies", "deploy/policies", "the shipped policy folder")
 	flag.StringVar(&o.authzLog, "authz-log", "info", "mcp-authz decision log level (info logs every decision, to a file); off discards the log")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of mcp-authz during its first saturation run to this file")
+	flag.StringVar(&o.memProfile, "memprofile", "", "with -cpuprofile: write a heap profile of mcp-authz (allocations since it started, live objects) after its first saturation run to this file")
 	flag.DurationVar(&o.soak, "soak", 0, "after the table, drive mcp-authz at half saturation this long, printing its RSS and heap every tenth of it")
 	flag.Float64Var(&o.latencyAt, "latency-at", 0.5, "the open-loop latency run's rate, as a fraction of the saturation throughput")
 	o.overload.flags()
@@ -301,7 +303,12 @@ func (c *child) rssKiB() int64 {
 
 // profile fetches a CPU profile of the child over d into file.
 func (c *child) profile(d time.Duration, file string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.stats, max(1, int(d.Seconds()))))
+	return c.fetchProfile(fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), file)
+}
+
+// fetchProfile fetches the child's /debug/pprof/{name} into file.
+func (c *child) fetchProfile(name, file string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", c.stats, name))
 	if err != nil {
 		return err
 	}
@@ -466,6 +473,11 @@ func run(o options) (int, error) {
 			if profErr != nil {
 				if err := <-profErr; err != nil {
 					t.profileWarnings = append(t.profileWarnings, err.Error())
+				}
+				if o.memProfile != "" {
+					if err := c.fetchProfile("heap", o.memProfile); err != nil {
+						t.profileWarnings = append(t.profileWarnings, err.Error())
+					}
 				}
 			}
 			t.rates = append(t.rates, r.rate())
