@@ -3,8 +3,10 @@ package authz
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -29,10 +31,11 @@ type Identity struct {
 	// Expiry is the token's exp.
 	Expiry time.Time
 
-	// policyToken is the `token` member of the policy input built from the fields above: verify builds it
-	// once per token (the token cache keeps it), so that the decision cache can key its lookups on it and
-	// requests with a cached token do not rebuild it; nil when it could not be built.
-	policyToken *ast.Term
+	// policyToken holds the `token` member of the policy input built from the fields above for the claim
+	// set of the generation that last asked (policyTerm): built once per cached token and generation, so
+	// that the decision cache keys its lookups on it and the token's later requests do not rebuild it.
+	// Shared by the copies the token cache hands out; nil for a token the cache does not hold.
+	policyToken *atomic.Pointer[tokenTerm]
 	// unsendable is the name of the first claim whose value the identity headers cannot carry as it is
 	// (headerValue; a scope also must not hold SP or HTAB, since the scopes header is space-separated), or
 	// empty when they can carry them all.
@@ -63,6 +66,32 @@ func (id *Identity) Memo(key any, build func() any) any {
 	}
 	v, _ := id.memo.LoadOrStore(key, build())
 	return v
+}
+
+// tokenTerm is the `token` member of the policy input built for a generation's claim set.
+type tokenTerm struct {
+	claims *policy.Claims
+	term   *ast.Term
+}
+
+// policyTerm returns the `token` member of the policy input with the claims a generation reads (claims;
+// nil: all of them): for a cached token, the one built for the same claim set if there is one (sets are
+// compared by identity: a generation keeps its own), else built and kept for the next request.
+func (id *Identity) policyTerm(claims *policy.Claims) (*ast.Term, error) {
+	if id.policyToken != nil {
+		if t := id.policyToken.Load(); t != nil && t.claims == claims {
+			return t.term, nil
+		}
+	}
+	v, err := tokenValue(id, claims)
+	if err != nil {
+		return nil, err
+	}
+	term := ast.NewTerm(v)
+	if id.policyToken != nil {
+		id.policyToken.Store(&tokenTerm{claims: claims, term: term})
+	}
+	return term, nil
 }
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}

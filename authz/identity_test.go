@@ -37,7 +37,7 @@ func TestNewIdentityEmail(t *testing.T) {
 				t.Errorf("Email = %q, want %q", id.Email, tc.want)
 			}
 			// The policy sees the claim as issued, verified or not.
-			v, err := tokenValue(id)
+			v, err := tokenValue(id, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,21 +21,38 @@ type requestInput struct {
 	res *resource
 	id  *Identity
 	msg *Message
+	// token is the `token` member once built for this request (Lookup, then Value on a miss).
+	token *ast.Term
 }
 
 // Value builds the document (inputValue).
 func (in *requestInput) Value(reads policy.Reads) (ast.Value, error) {
-	return inputValue(in.req, in.res, in.id, in.msg, reads)
+	token, err := in.tokenTerm(reads)
+	if err != nil {
+		return nil, err
+	}
+	return inputValue(in.req, in.res, token, in.msg, reads), nil
+}
+
+// tokenTerm is the `token` member for reads, built once per request (and per cached token and generation:
+// Identity.policyTerm); nil when the policy cannot read it.
+func (in *requestInput) tokenTerm(reads policy.Reads) (*ast.Term, error) {
+	if in.token != nil || !reads.Path("token") {
+		return in.token, nil
+	}
+	t, err := in.id.policyTerm(reads.Claims())
+	in.token = t
+	return t, err
 }
 
 // Lookup finds the value at path without building the document, for the members a request fills one by
 // one; a whole member (input.request, input.mcp, input.request.headers) is not known.
-func (in *requestInput) Lookup(path ast.Ref) (*ast.Term, bool) {
+func (in *requestInput) Lookup(path ast.Ref, reads policy.Reads) (*ast.Term, bool) {
 	switch member(path, 0) {
 	case "token":
-		token := in.id.policyToken
-		if token == nil {
-			return nil, false // a token verified afresh: Value builds it (and reports its error)
+		token, err := in.tokenTerm(reads)
+		if err != nil || token == nil {
+			return nil, false // Value reports the error
 		}
 		return policy.Descend(token, path[1:])
 	case "resource":
@@ -142,20 +159,12 @@ func sourceTerm(m *Message) *ast.Term {
 	return sourceBody
 }
 
-// inputValue is the policy input document (README "Policy contract"; keep it stable) as an ast.Value. Parts
-// the policy cannot read (reads) are left out: the request headers, the JSON-RPC id, the token, ...; with
-// the zero Reads the document is whole.
-func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads policy.Reads) (ast.Value, error) {
+// inputValue is the policy input document (README "Policy contract"; keep it stable) as an ast.Value, with
+// token its `token` member (tokenValue). Parts the policy cannot read (reads) are left out: the request
+// headers, the JSON-RPC id, the token (then nil), ...; with the zero Reads the document is whole.
+func inputValue(req *Request, res *resource, token *ast.Term, msg *Message, reads policy.Reads) ast.Value {
 	in := ast.NewObjectWithCapacity(4)
-	if reads.Path("token") {
-		token := id.policyToken
-		if token == nil {
-			v, err := tokenValue(id)
-			if err != nil {
-				return nil, err
-			}
-			token = ast.NewTerm(v)
-		}
+	if token != nil {
 		in.Insert(inputKey.token, token)
 	}
 	if reads.Path("request") {
@@ -196,7 +205,7 @@ func inputValue(req *Request, res *resource, id *Identity, msg *Message, reads p
 		m.Insert(inputKey.source, sourceTerm(msg))
 		in.Insert(inputKey.mcp, ast.NewTerm(m))
 	}
-	return in, nil
+	return in
 }
 
 // idValue is a JSON-RPC id (a JSON string or number, as readMessage keeps it) as an OPA value; nil when it
@@ -225,9 +234,10 @@ func resourceTerm(r *resource) *ast.Term {
 }
 
 // tokenValue is the `token` member of the policy input: subject, issuer, client_id (when set), scopes and
-// claims. OPA only reads it, so one value may serve concurrent evaluations.
-func tokenValue(id *Identity) (ast.Value, error) {
-	claims, err := ast.InterfaceToValue(id.Claims)
+// the claims a generation reads (claims; nil: all of them). OPA only reads it, so one value may serve
+// concurrent evaluations.
+func tokenValue(id *Identity, claims *policy.Claims) (ast.Value, error) {
+	claimsValue, err := claimsObject(id.Claims, claims)
 	if err != nil {
 		return nil, err
 	}
@@ -236,12 +246,41 @@ func tokenValue(id *Identity) (ast.Value, error) {
 		scopes[i] = ast.StringTerm(s)
 	}
 	token := ast.NewObjectWithCapacity(5)
-	token.Insert(ast.InternedTerm("scopes"), ast.ArrayTerm(scopes...))
-	token.Insert(ast.InternedTerm("claims"), ast.NewTerm(claims))
-	for _, f := range [...]struct{ name, value string }{{"subject", id.Subject}, {"issuer", id.Issuer}, {"client_id", id.ClientID}} {
+	token.Insert(tokenMember.scopes, ast.ArrayTerm(scopes...))
+	token.Insert(tokenMember.claims, ast.NewTerm(claimsValue))
+	for _, f := range [...]struct {
+		key   *ast.Term
+		value string
+	}{{tokenMember.subject, id.Subject}, {tokenMember.issuer, id.Issuer}, {tokenMember.clientID, id.ClientID}} {
 		if f.value != "" {
-			token.Insert(ast.InternedTerm(f.name), ast.StringTerm(f.value))
+			token.Insert(f.key, ast.StringTerm(f.value))
 		}
 	}
 	return token, nil
+}
+
+// claimsObject is input.token.claims: the members of claims the set names (every one for the nil set).
+func claimsObject(claims map[string]any, set *policy.Claims) (ast.Value, error) {
+	if set == nil {
+		return ast.InterfaceToValue(claims)
+	}
+	obj := ast.NewObjectWithCapacity(len(set.Names()))
+	for _, name := range set.Names() {
+		v, ok := claims[name]
+		if !ok {
+			continue
+		}
+		value, err := ast.InterfaceToValue(v)
+		if err != nil {
+			return nil, err
+		}
+		obj.Insert(ast.StringTerm(name), ast.NewTerm(value))
+	}
+	return obj, nil
+}
+
+// tokenMember holds the member names of the `token` member as terms, built once (see inputKey). Never
+// modified.
+var tokenMember = struct{ scopes, claims, subject, issuer, clientID *ast.Term }{
+	ast.StringTerm("scopes"), ast.StringTerm("claims"), ast.StringTerm("subject"), ast.StringTerm("issuer"), ast.StringTerm("client_id"),
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mcp-authz/mcp-authz/config"
@@ -51,22 +52,14 @@ func TestInputValue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := inputValue(tc.req, tc.res, tc.id, tc.msg, policy.Reads{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := wholeInput(t, tc.req, tc.res, tc.id, tc.msg)
 			if got.Compare(want) != 0 {
 				t.Errorf("inputValue =\n%v\nwant\n%v", got, want)
 			}
 			// As for a cached token: the token member built once, then shared by the requests.
-			cached := *tc.id
-			token, err := tokenValue(tc.id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cached.policyToken = ast.NewTerm(token)
+			cached := cachedCopy(tc.id)
 			for range 2 {
-				got, err := inputValue(tc.req, tc.res, &cached, tc.msg, policy.Reads{})
+				got, err := (&requestInput{req: tc.req, res: tc.res, id: cached, msg: tc.msg}).Value(policy.Reads{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -76,6 +69,23 @@ func TestInputValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wholeInput is the whole input document of a request, as a policy reading everything gets it.
+func wholeInput(t *testing.T, req *Request, res *resource, id *Identity, msg *Message) ast.Value {
+	t.Helper()
+	v, err := (&requestInput{req: req, res: res, id: id, msg: msg}).Value(policy.Reads{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// cachedCopy is id as the token cache hands it out: a copy sharing the place its policy token is kept.
+func cachedCopy(id *Identity) *Identity {
+	c := *id
+	c.policyToken = new(atomic.Pointer[tokenTerm])
+	return &c
 }
 
 func mustResource(t *testing.T, c config.Resource) *resource {
@@ -160,12 +170,7 @@ func TestLookup(t *testing.T) {
 	res := mustResource(t, config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"})
 	fresh := &Identity{Subject: "alice", Issuer: "https://idp", ClientID: "mcp-client", Scopes: []string{"a", "b"},
 		Claims: map[string]any{"sub": "alice", "groups": []any{"g1"}, "nested": map[string]any{"k": "v"}, "n": json.Number("1.50")}}
-	token, err := tokenValue(fresh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cached := *fresh
-	cached.policyToken = ast.NewTerm(token)
+	cached := cachedCopy(fresh)
 	req := &Request{Method: "POST", Host: "mcp.example.com", Path: "/mcp?x=1", Headers: map[string]string{
 		"authorization": "Bearer t", "x-tenant": "acme", "x-empty": ""}}
 	paths := [][]string{
@@ -184,19 +189,16 @@ func TestLookup(t *testing.T) {
 		{Method: "prompts/get", ID: json.RawMessage(`2`), Prompt: "p", ProtocolVersion: "2026-07-28"},
 		{Method: "tools/call", Tool: "admin_reset", ProtocolVersion: "2026-07-28", FromHeaders: true}}
 	known := 0
-	for _, id := range []*Identity{fresh, &cached} {
+	for _, id := range []*Identity{fresh, cached, cached} {
 		for _, msg := range msgs {
-			whole, err := inputValue(req, res, id, msg, policy.Reads{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			whole := wholeInput(t, req, res, id, msg)
 			in := &requestInput{req: req, res: res, id: id, msg: msg}
 			for _, path := range paths {
 				ref := make(ast.Ref, len(path))
 				for i, m := range path {
 					ref[i] = ast.StringTerm(m)
 				}
-				got, ok := in.Lookup(ref)
+				got, ok := in.Lookup(ref, policy.Reads{})
 				if !ok {
 					continue
 				}
@@ -263,12 +265,7 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 	}
 	msgs := []*Message{nil, {Method: "tools/call", ID: json.RawMessage(`7`), Tool: "echo"}, {Method: "tools/call", ID: json.RawMessage(`"c-1"`), Tool: "admin_reset"},
 		{Method: "tools/list", ID: json.RawMessage(`8`)}, {Method: "notifications/initialized"}}
-	token, err := tokenValue(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cachedID := *id // as the token cache hands it out: the token member prebuilt
-	cachedID.policyToken = ast.NewTerm(token)
+	cachedID := cachedCopy(id) // as the token cache hands it out: the token member built once
 	for _, pc := range policies {
 		t.Run(pc.name, func(t *testing.T) {
 			p, err := policy.Load(ctx, []string{pc.dir}, policy.DefaultQuery, policy.WithDecisionCache(-1))
@@ -281,10 +278,7 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 			}
 			for _, req := range reqs {
 				for _, msg := range msgs {
-					whole, err := inputValue(req, res, id, msg, policy.Reads{})
-					if err != nil {
-						t.Fatal(err)
-					}
+					whole := wholeInput(t, req, res, id, msg)
 					want, wantErr := p.Evaluate(ctx, policy.Document(whole))
 					in := &capturing{requestInput: requestInput{req: req, res: res, id: id, msg: msg}}
 					got, gotErr := p.Evaluate(ctx, in)
@@ -292,7 +286,7 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 						t.Errorf("headers %v, message %+v: pruned input decides %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
 					}
 					// Through the decision cache, keyed on Lookup: twice, the second usually a hit.
-					for _, ident := range []*Identity{id, &cachedID, &cachedID} {
+					for _, ident := range []*Identity{id, cachedID, cachedID} {
 						got, gotErr := cache.Evaluate(ctx, &requestInput{req: req, res: res, id: ident, msg: msg})
 						if (gotErr != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
 							t.Errorf("headers %v, message %+v: through the cache %+v, %v; whole input %+v, %v", req.Headers, msg, got, gotErr, want, wantErr)
@@ -315,5 +309,65 @@ decision := {"allow": true} if input.mcp.id == "c-1"`), left{headers: true, requ
 				}
 			}
 		})
+	}
+}
+
+// TestInputClaims checks that a policy declaring its token claims (token_claims) sees those claims and the
+// ones it names, no other, whichever way the request reaches it (a token verified afresh, a cached token,
+// through the decision cache), and decides as on the documented input reduced the same way (policy.Map);
+// tokens that differ only in other claims share one cached decision.
+func TestInputClaims(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(`package mcp.authz
+
+import rego.v1
+
+token_claims contains c if some c in ["team", "absent"]
+
+default level := ""
+
+level := input.token.claims.level
+
+decision := {"allow": level != "guest", "reason": json.marshal(input.token.claims)}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	p, err := policy.Load(ctx, []string{dir}, policy.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustResource(t, config.Resource{URL: "https://mcp.example.com/mcp", Name: "tools"})
+	req := &Request{Method: "POST", Host: "mcp.example.com", Path: "/mcp", Headers: map[string]string{}}
+	msg := &Message{Method: "tools/call", ID: json.RawMessage(`1`), Tool: "echo"}
+	tests := []struct {
+		claims map[string]any
+		allow  bool
+		reason string
+	}{
+		{map[string]any{"sub": "alice", "jti": "1", "team": "a", "level": "staff"}, true, `{"level":"staff","team":"a"}`},
+		{map[string]any{"sub": "bob", "jti": "2", "team": "a", "level": "staff", "groups": []any{"g"}}, true, `{"level":"staff","team":"a"}`},
+		{map[string]any{"sub": "carol", "jti": "3", "team": "b", "level": "guest"}, false, `{"level":"guest","team":"b"}`},
+		{map[string]any{"sub": "dave", "jti": "4"}, true, `{}`},
+	}
+	for _, tc := range tests {
+		id := &Identity{Subject: tc.claims["sub"].(string), Claims: tc.claims}
+		want, err := p.Evaluate(ctx, policy.Map(inputDocument(req, res, id, msg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want.Allow != tc.allow || want.Reason != tc.reason {
+			t.Errorf("%v: documented input decides allow %v, sees claims %s; want %v, %s", tc.claims, want.Allow, want.Reason, tc.allow, tc.reason)
+		}
+		cached := cachedCopy(id)
+		for _, ident := range []*Identity{id, cached, cached} {
+			got, err := p.Evaluate(ctx, &requestInput{req: req, res: res, id: ident, msg: msg})
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("%v (cached %v): decides %+v, %v; want %+v", tc.claims, ident.policyToken != nil, got, err, want)
+			}
+		}
+	}
+	if st := p.CacheStats(); st.Decisions != 3 {
+		t.Errorf("decision cache holds %d decisions, want 3 (alice and bob share theirs)", st.Decisions)
 	}
 }

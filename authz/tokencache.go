@@ -193,6 +193,7 @@ func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, clai
 	entry := &cachedToken{raw: key.raw, issuer: t, version: version, claims: *claims, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(claims, leeway)
 	entry.id.memo = new(sync.Map)
+	entry.id.policyToken = new(atomic.Pointer[tokenTerm])
 	c.insert(key, entry)
 	copied := entry.id
 	return &copied

@@ -12,7 +12,6 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/mcp-authz/mcp-authz/config"
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // maxTokenBytes bounds the size of a bearer token; real access tokens are a few KiB.
@@ -145,9 +144,6 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 	id.Expiry = reg.exp
 	if e := t.checkAudience(reg.aud, id.ClientID, audiences); e != nil {
 		return nil, e
-	}
-	if token, err := tokenValue(id); err == nil { // on an error, the policy input builds it (and fails)
-		id.policyToken = ast.NewTerm(token)
 	}
 	return v.cache.add(key, t, version, &reg, id, v.now(), v.leeway), nil
 }

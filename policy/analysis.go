@@ -14,7 +14,13 @@ import (
 type Reads struct {
 	bounded bool
 	paths   [][]string // without the leading `input`
+	claims  *Claims    // the claims input.token.claims holds; nil: every claim
 }
+
+// Claims is the set of claims the generation's input.token.claims holds (the policy's token_claims and
+// the claims it names): a builder must leave every other claim out, since the decision cache keys on
+// these alone. Nil: every claim.
+func (r Reads) Claims() *Claims { return r.claims }
 
 // newReads converts the analysed input paths; unbounded (reads everything) when the analysis failed.
 func newReads(in inputPaths) Reads {

@@ -39,14 +39,14 @@ func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
 	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
 }
 
-// key is the projection of in onto the cache's paths: an array with, per path, the term in.Lookup finds
+// key is the projection of in (as built with reads) onto the cache's paths: an array with, per path, the term in.Lookup finds
 // there, or the cache's absent marker when the input has no value there. ok is false when a lookup is not
 // known or meets a set: such an input is built and evaluated, never cached. The key shares the input's
 // terms (neither is ever modified).
-func (c *decisionCache) key(in Input) (key ast.Value, ok bool) {
+func (c *decisionCache) key(in Input, reads Reads) (key ast.Value, ok bool) {
 	elems := make([]*ast.Term, len(c.paths))
 	for i, p := range c.paths {
-		t, known := in.Lookup(p[1:])
+		t, known := in.Lookup(p[1:], reads)
 		if !known {
 			return nil, false
 		}
@@ -184,4 +184,20 @@ func sameValue(x, y ast.Value) bool {
 	default:
 		return false
 	}
+}
+
+// CacheStats are the counts of a generation's decision cache.
+type CacheStats struct {
+	// Decisions is the number of decisions held.
+	Decisions int
+	// Hits and Misses count the lookups answered from the cache and those evaluated.
+	Hits, Misses uint64
+}
+
+// CacheStats returns the counts of the generation's decision cache; zeros when it is off.
+func (p *Policy) CacheStats() CacheStats {
+	if p.cache == nil {
+		return CacheStats{}
+	}
+	return CacheStats{Decisions: p.cache.len(), Hits: p.cache.hits.Load(), Misses: p.cache.misses.Load()}
 }

@@ -227,7 +227,7 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 func TestSameKey(t *testing.T) {
 	c := newDecisionCache([]ast.Ref{ast.MustParseRef("input.a"), ast.MustParseRef("input.b")}, 10)
 	key := func(doc string) ast.Value {
-		k, ok := c.key(Document(ast.MustParseTerm(doc).Value))
+		k, ok := c.key(Document(ast.MustParseTerm(doc).Value), Reads{})
 		if !ok {
 			t.Fatalf("no key for %s", doc)
 		}
@@ -262,4 +262,4 @@ type valueInput struct{ doc *ast.Term }
 
 func (v valueInput) Value(Reads) (ast.Value, error) { return v.doc.Value, nil }
 
-func (v valueInput) Lookup(path ast.Ref) (*ast.Term, bool) { return Descend(v.doc, path) }
+func (v valueInput) Lookup(path ast.Ref, _ Reads) (*ast.Term, bool) { return Descend(v.doc, path) }

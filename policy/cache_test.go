@@ -340,7 +340,7 @@ type fakeInput struct {
 
 func (f *fakeInput) Value(policy.Reads) (ast.Value, error) { f.built++; return f.doc.Value, nil }
 
-func (f *fakeInput) Lookup(path ast.Ref) (*ast.Term, bool) {
+func (f *fakeInput) Lookup(path ast.Ref, _ policy.Reads) (*ast.Term, bool) {
 	if f.unknown[path.String()] {
 		return nil, false
 	}

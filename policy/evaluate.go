@@ -14,10 +14,10 @@ type Input interface {
 	// Value builds the document; it may leave out any part for which reads.Path is false.
 	Value(reads Reads) (ast.Value, error)
 	// Lookup returns the term at path (string terms: member names under `input`) in the document Value
-	// builds, nil when the document has no value there; known is false when it cannot tell without
-	// building the document. It must agree with Value (Descend on it): the decision cache keys on what
-	// Lookup returns.
-	Lookup(path ast.Ref) (t *ast.Term, known bool)
+	// builds with reads, nil when the document has no value there; known is false when it cannot tell
+	// without building the document. It must agree with Value (Descend on it): the decision cache keys on
+	// what Lookup returns.
+	Lookup(path ast.Ref, reads Reads) (t *ast.Term, known bool)
 }
 
 // Document is an Input already built. It must not be modified once evaluated: the decision cache may keep
@@ -25,14 +25,15 @@ type Input interface {
 func Document(v ast.Value) Input { return document{ast.NewTerm(v)} }
 
 // Map is an Input built from a JSON-like document (map[string]any, []any, string, json.Number, bool,
-// nil), for tooling and tests; the request path builds its documents lazily instead.
+// nil), for tooling and tests; the request path builds its documents lazily instead. Its token.claims is
+// reduced to the generation's claims (Reads.Claims), as the request path builds them.
 func Map(doc map[string]any) Input { return mapInput(doc) }
 
 type document struct{ root *ast.Term }
 
 func (d document) Value(Reads) (ast.Value, error) { return d.root.Value, nil }
 
-func (d document) Lookup(path ast.Ref) (*ast.Term, bool) {
+func (d document) Lookup(path ast.Ref, _ Reads) (*ast.Term, bool) {
 	if _, ok := d.root.Value.(ast.Object); !ok {
 		return nil, false // not an object: evaluated, never cached
 	}
@@ -41,15 +42,15 @@ func (d document) Lookup(path ast.Ref) (*ast.Term, bool) {
 
 type mapInput map[string]any
 
-func (m mapInput) Value(Reads) (ast.Value, error) {
-	v, err := ast.InterfaceToValue(map[string]any(m))
+func (m mapInput) Value(reads Reads) (ast.Value, error) {
+	v, err := ast.InterfaceToValue(filterInputClaims(m, reads.claims))
 	if err != nil {
 		return nil, fmt.Errorf("policy input: %w", err)
 	}
 	return v, nil
 }
 
-func (m mapInput) Lookup(ast.Ref) (*ast.Term, bool) { return nil, false } // built, then projected
+func (m mapInput) Lookup(ast.Ref, Reads) (*ast.Term, bool) { return nil, false } // built, then projected
 
 // ErrNoDecision is returned when the policy defines no decision for an input.
 var ErrNoDecision = errors.New("policy produced no decision")
@@ -67,14 +68,14 @@ func (p *Policy) Evaluate(ctx context.Context, in Input) (Decision, error) {
 		}
 		return p.evaluate(ctx, v)
 	}
-	key, ok := p.cache.key(in)
+	key, ok := p.cache.key(in, p.reads)
 	var v ast.Value
 	if !ok { // the key needs the document
 		var err error
 		if v, err = in.Value(p.reads); err != nil {
 			return Decision{}, err
 		}
-		if key, ok = p.cache.key(Document(v)); !ok {
+		if key, ok = p.cache.key(Document(v), p.reads); !ok {
 			return p.evaluate(ctx, v)
 		}
 	}

@@ -157,8 +157,13 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	if !definesQuery(compiler, query) {
 		return nil, fmt.Errorf("prepare policy query: no rule defines %s", query)
 	}
+	claims, err := declaredClaims(ctx, compiler, store, query)
+	if err != nil {
+		return nil, fmt.Errorf("policy token claims: %w", err)
+	}
 	in := analyzeInput(compiler, query)
 	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files, reads: newReads(in)}
+	p.reads.claims = claims
 	switch {
 	case o.cacheSize < 0:
 		p.cacheOff = "turned off by configuration"
@@ -211,6 +216,7 @@ type Explanation struct {
 
 // Explain evaluates query (the decision query when empty) on input and returns its raw value, with OPA's
 // evaluation trace when trace is true. It is for tooling (`mcp-authz policy eval`), not the request path.
+// input.token.claims is reduced to the generation's claims (Reads.Claims), as on the request path.
 func (p *Policy) Explain(ctx context.Context, input map[string]any, query string, trace bool) (Explanation, error) {
 	// The query is prepared as written, not partially evaluated as Evaluate's is, so that the trace follows
 	// the rules of the source files.
@@ -221,7 +227,7 @@ func (p *Policy) Explain(ctx context.Context, input map[string]any, query string
 	if err != nil {
 		return Explanation{}, fmt.Errorf("prepare query %s: %w", query, err)
 	}
-	opts := []rego.EvalOption{rego.EvalInput(input)}
+	opts := []rego.EvalOption{rego.EvalInput(filterInputClaims(input, p.reads.claims))}
 	var tracer *topdown.BufferTracer
 	if trace {
 		tracer = topdown.NewBufferTracer()
@@ -240,3 +246,7 @@ func (p *Policy) Explain(ctx context.Context, input map[string]any, query string
 	}
 	return e, nil
 }
+
+// Reads is what the generation can read of its input: the paths its decision cache keys on and the token
+// claims its input holds.
+func (p *Policy) Reads() Reads { return p.reads }

@@ -52,6 +52,21 @@ default client_id := ""
 
 client_id := input.token.client_id
 
+# token_claims are the claims this policy reads by a name taken from data (custom claims, groups claims).
+# mcp-authz computes them from data when the policy loads and leaves every other claim out of
+# input.token.claims, so that the calls of users alike in these claims, their scopes and client share one
+# cached decision (docs/policies.md, "Claims a policy reads"). A file of your own that reads a claim by a
+# variable name adds the name here; claims read by a constant name (input.token.claims.department) are
+# always kept.
+token_claims contains c.claim if some c in custom_claims
+
+token_claims contains name if {
+	some rules in [method_rules, tool_rules]
+	some r in rules
+	r.groups
+	name := object.get(r, "groups_claim", "groups")
+}
+
 # claim(name, fallback) is the token's claim name, else fallback.
 claim(name, fallback) := v if {
 	v := input.token.claims[name]

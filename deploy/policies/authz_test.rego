@@ -150,3 +150,15 @@ test_implication_is_not_reversed if {
 test_token_scopes_stay_as_issued if {
 	authz.token_scopes == ["tools:admin"] with input as req(token({"scopes": ["tools:admin"]}), list_tools) with data.authorizer as hierarchy
 }
+
+test_token_claims_name_every_claim_read_by_name if {
+	authz.token_claims == {"department", "groups", "team"} with data.authorizer as {
+		"custom_claims": agentcore.custom_claims,
+		"methods": {"tools/list": {"groups": ["readers"], "groups_claim": "team"}},
+		"tools": {"admin_reset": {"groups": ["admins"]}, "echo": {"required_scopes": ["tools:call"]}},
+	}
+}
+
+test_token_claims_empty_without_claim_rules if {
+	authz.token_claims == set() with data.authorizer as {"tools": {"echo": {"required_scopes": ["tools:call"]}}}
+}

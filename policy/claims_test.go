@@ -1,0 +1,99 @@
+package policy_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcp-authz/mcp-authz/policy"
+)
+
+// TestTokenClaims checks how a generation finds the claims its input holds: the token_claims rule of the
+// decision's package, evaluated on data alone, plus the claims its modules read by a constant name; every
+// claim without the rule; a start-up error naming the rule when its value cannot be honoured.
+func TestTokenClaims(t *testing.T) {
+	const head = "package mcp.authz\n\nimport rego.v1\n\ndefault decision := {\"allow\": true}\n\n"
+	tests := []struct {
+		name    string
+		rego    string
+		data    string
+		want    []string // nil: every claim
+		wantErr string
+	}{
+		{name: "no rule: every claim", rego: `deny if input.token.claims[data.claim] == "x"`, data: `{"claim": "team"}`},
+		{name: "set from data", rego: "token_claims contains c if some c in data.claims\n", data: `{"claims": ["team", "groups"]}`, want: []string{"groups", "team"}},
+		{name: "empty set", rego: "token_claims contains c if some c in data.claims\n", data: `{"claims": []}`, want: []string{}},
+		{name: "array", rego: `token_claims := ["b", "a", "b"]`, want: []string{"a", "b"}},
+		{name: "constant reads added", rego: "token_claims := {\"team\"}\n\nx if input.token.claims.department == \"eng\"\n\ny if input.token.claims[\"level\"].n > 1\n", want: []string{"department", "level", "team"}},
+		{name: "constant reads without the rule: every claim", rego: `x if input.token.claims.department == "eng"`},
+		{name: "undefined without input", rego: `token_claims := {"a"} if input.token.subject == "alice"`, wantErr: "data.mcp.authz.token_claims is undefined without input"},
+		{name: "not a collection", rego: `token_claims := "groups"`, wantErr: "data.mcp.authz.token_claims is string, not a set of claim names"},
+		{name: "not strings", rego: `token_claims := {"groups", 1}`, wantErr: "data.mcp.authz.token_claims holds 1, not a claim name"},
+		{name: "evaluation error", rego: "token_claims := {\"a\"} if data.x\n\ntoken_claims := {\"b\"} if data.x\n", data: `{"x": true}`, wantErr: "evaluate data.mcp.authz.token_claims"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"p.rego": head + tc.rego + "\n"}
+			if tc.data != "" {
+				files["data.json"] = tc.data
+			}
+			p, err := policy.Load(t.Context(), []string{writePolicy(t, files)}, policy.DefaultQuery)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims := p.Reads().Claims()
+			if got := claims.Names(); (claims == nil) != (tc.want == nil) || claims != nil && !slices.Equal(got, tc.want) {
+				t.Errorf("claims = %v (nil %v), want %v", got, claims == nil, tc.want)
+			}
+		})
+	}
+}
+
+// TestTokenClaimsFilter checks that a policy declaring its claims sees no other claim, whatever the input
+// builder (Map, Explain), and that its decisions are cached across tokens that differ only in the claims
+// it does not read.
+func TestTokenClaimsFilter(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": `package mcp.authz
+
+import rego.v1
+
+token_claims := {"team"}
+
+decision := {"allow": true, "reason": json.marshal(object.keys(input.token.claims))}
+`})
+	p, err := policy.Load(t.Context(), []string{dir}, policy.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := func(sub string) map[string]any {
+		return map[string]any{"token": map[string]any{"subject": sub, "claims": map[string]any{"sub": sub, "team": "a", "jti": sub + "-1"}}}
+	}
+	for _, sub := range []string{"alice", "bob"} {
+		d, err := p.Evaluate(t.Context(), policy.Map(input(sub)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Reason != `["team"]` {
+			t.Errorf("%s: the policy saw claims %s, want only team", sub, d.Reason)
+		}
+		e, err := p.Explain(t.Context(), input(sub), "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Value.(map[string]any)["reason"]; got != `["team"]` {
+			t.Errorf("%s: Explain saw claims %v, want only team", sub, got)
+		}
+	}
+	if size, hits, _ := policy.CacheStatsForTest(p); size != 1 || hits != 1 {
+		t.Errorf("decision cache holds %d decisions after %d hits, want 1 decision shared by alice and bob", size, hits)
+	}
+	if in := input("carol"); in["token"].(map[string]any)["claims"].(map[string]any)["jti"] != "carol-1" {
+		t.Error("the caller's document was modified")
+	}
+}
