@@ -103,11 +103,12 @@ func Response(d *authz.Decision) *authv3.CheckResponse { return (&Server{}).resp
 
 func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
-		resp := &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		}
+		m := new(allowMessages)
+		m.status.Code = int32(code.Code_OK)
+		m.ok.Headers, m.ok.HeadersToRemove = headerOptions(d.Headers), d.RemoveHeaders
+		m.okResponse.OkResponse = &m.ok
+		resp := &m.resp
+		resp.Status, resp.HttpResponse = &m.status, &m.okResponse
 		if md := metadata(d, s.claims); md != nil {
 			resp.ProtoReflect().SetUnknown(md) // dynamic_metadata, already encoded
 		}
@@ -132,6 +133,14 @@ func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 		Status:       &rpcstatus.Status{Code: int32(c)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 	}
+}
+
+// allowMessages are the messages of an allow's CheckResponse, allocated in one block rather than one by one.
+type allowMessages struct {
+	resp       authv3.CheckResponse
+	status     rpcstatus.Status
+	okResponse authv3.CheckResponse_OkResponse
+	ok         authv3.OkHttpResponse
 }
 
 // headerOptions converts headers to set, allocating the messages in two blocks rather than two per header.
