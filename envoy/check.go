@@ -211,19 +211,22 @@ const (
 	listValuesNumber       protowire.Number = 1
 )
 
-// entrySize is the size of a Struct entry key: value, tag and length included, for a Value of valueSize
-// bytes.
+// entryBodySize is the size of the map entry message of a Struct entry key: value, for a Value of
+// valueSize bytes.
+func entryBodySize(key string, valueSize int) int {
+	return protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
+}
+
+// entrySize is the size of a Struct entry key: value in the Struct's encoding, tag and length included.
 func entrySize(key string, valueSize int) int {
-	n := protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
-	return protowire.SizeTag(structFieldsNumber) + protowire.SizeBytes(n)
+	return protowire.SizeTag(structFieldsNumber) + protowire.SizeBytes(entryBodySize(key, valueSize))
 }
 
 // appendEntryHead appends to a Struct's encoding the start of the entry key: value, for a Value of valueSize
 // bytes, which the caller appends next.
 func appendEntryHead(b []byte, key string, valueSize int) []byte {
-	n := protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
 	b = protowire.AppendTag(b, structFieldsNumber, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
+	b = protowire.AppendVarint(b, uint64(entryBodySize(key, valueSize)))
 	b = protowire.AppendTag(b, mapKeyNumber, protowire.BytesType)
 	b = protowire.AppendString(b, key)
 	b = protowire.AppendTag(b, mapValueNumber, protowire.BytesType)
@@ -253,9 +256,10 @@ type identityEntriesKey struct{ claims bool }
 // identityEntries are the metadata fields that depend on the identity alone, encoded as the entries of a
 // Struct (a Struct's encoding is the list of its entries), as proto.Marshal encodes them: sub, client_id
 // and iss as strings, scopes as a list of strings, and with withClaims the token's claims (claimsValue),
-// unless they cannot be represented. Built once per cached token, so the entries are written directly into
-// one buffer of their exact size; the claims, optional and nested, go through structpb. It is nil when one
-// of the identity's strings is not valid UTF-8.
+// unless they cannot be represented. It runs on a token's first allow (the token cache then keeps it), so
+// every new token pays it: the entries are written directly into one buffer of their exact size; only the
+// claims, optional and nested, go through structpb. It is nil when one of the identity's strings is not
+// valid UTF-8.
 func identityEntries(id *authz.Identity, withClaims bool) []byte {
 	if !utf8.ValidString(id.Subject) || !utf8.ValidString(id.ClientID) || !utf8.ValidString(id.Issuer) {
 		return nil
