@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // ResourceKey is the per-route context extension naming the targeted resource (its url or name).
@@ -104,11 +103,12 @@ func Response(d *authz.Decision) *authv3.CheckResponse { return (&Server{}).resp
 
 func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{Headers: headerOptions(d.Headers), HeadersToRemove: d.RemoveHeaders}
-		resp := &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(code.Code_OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		}
+		m := new(allowMessages)
+		m.status.Code = int32(code.Code_OK)
+		m.ok.Headers, m.ok.HeadersToRemove = headerOptions(d.Headers), d.RemoveHeaders
+		m.okResponse.OkResponse = &m.ok
+		resp := &m.resp
+		resp.Status, resp.HttpResponse = &m.status, &m.okResponse
 		if md := metadata(d, s.claims); md != nil {
 			resp.ProtoReflect().SetUnknown(md) // dynamic_metadata, already encoded
 		}
@@ -135,6 +135,14 @@ func (s *Server) response(d *authz.Decision) *authv3.CheckResponse {
 	}
 }
 
+// allowMessages are the messages of an allow's CheckResponse, allocated in one block rather than one by one.
+type allowMessages struct {
+	resp       authv3.CheckResponse
+	status     rpcstatus.Status
+	okResponse authv3.CheckResponse_OkResponse
+	ok         authv3.OkHttpResponse
+}
+
 // headerOptions converts headers to set, allocating the messages in two blocks rather than two per header.
 func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
@@ -157,9 +165,9 @@ var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields
 //
 // It is returned already encoded, as the CheckResponse's dynamic_metadata field (Response sets it as the
 // message's raw field bytes, which the gRPC codec sends as they are): the identity's fields are encoded
-// by proto.Marshal once per cached token, and only the per-request strings (resource, MCP method and tool)
-// are appended per Check (marshalling the Struct from its map on every Check cost more than the rest of
-// the response). A Struct is a map, whose entries may come in any order on the wire; Envoy (and any
+// once per cached token (identityEntries), and only the per-request strings (resource, MCP method and
+// tool) are appended per Check (marshalling the Struct from its map on every Check cost more than the rest
+// of the response). A Struct is a map, whose entries may come in any order on the wire; Envoy (and any
 // protobuf parser) reads the concatenation as one Struct.
 func metadata(d *authz.Decision, claims bool) protoreflect.RawFields {
 	id := d.Identity
@@ -191,60 +199,104 @@ func metadata(d *authz.Decision, claims bool) protoreflect.RawFields {
 	return append(field, entries...)
 }
 
-// Wire numbers of google.protobuf.Struct's map entries (key 1, value 2, as for every map) and of the
-// string_value of google.protobuf.Value; TestWireNumbers checks them against the descriptors.
+// Wire numbers of google.protobuf.Struct's map entries (key 1, value 2, as for every map), of the
+// string_value and list_value of google.protobuf.Value and of ListValue.values; TestWireNumbers checks them
+// against the descriptors.
 const (
 	structFieldsNumber     protowire.Number = 1
 	mapKeyNumber           protowire.Number = 1
 	mapValueNumber         protowire.Number = 2
 	valueStringValueNumber protowire.Number = 3
+	valueListValueNumber   protowire.Number = 6
+	listValuesNumber       protowire.Number = 1
 )
+
+// entryBodySize is the size of the map entry message of a Struct entry key: value, for a Value of
+// valueSize bytes.
+func entryBodySize(key string, valueSize int) int {
+	return protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
+}
+
+// entrySize is the size of a Struct entry key: value in the Struct's encoding, tag and length included.
+func entrySize(key string, valueSize int) int {
+	return protowire.SizeTag(structFieldsNumber) + protowire.SizeBytes(entryBodySize(key, valueSize))
+}
+
+// appendEntryHead appends to a Struct's encoding the start of the entry key: value, for a Value of valueSize
+// bytes, which the caller appends next.
+func appendEntryHead(b []byte, key string, valueSize int) []byte {
+	b = protowire.AppendTag(b, structFieldsNumber, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entryBodySize(key, valueSize)))
+	b = protowire.AppendTag(b, mapKeyNumber, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	b = protowire.AppendTag(b, mapValueNumber, protowire.BytesType)
+	return protowire.AppendVarint(b, uint64(valueSize))
+}
+
+// stringValueSize is the size of the Value {string_value: s}.
+func stringValueSize(s string) int {
+	return protowire.SizeTag(valueStringValueNumber) + protowire.SizeBytes(len(s))
+}
+
+// appendStringValue appends the Value {string_value: s}.
+func appendStringValue(b []byte, s string) []byte {
+	b = protowire.AppendTag(b, valueStringValueNumber, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
 
 // appendStringEntry appends to a Struct's encoding the entry key: {string_value: value}, as proto.Marshal
 // encodes it.
 func appendStringEntry(b []byte, key, value string) []byte {
-	valueSize := protowire.SizeTag(valueStringValueNumber) + protowire.SizeBytes(len(value))
-	entrySize := protowire.SizeTag(mapKeyNumber) + protowire.SizeBytes(len(key)) + protowire.SizeTag(mapValueNumber) + protowire.SizeBytes(valueSize)
-	b = protowire.AppendTag(b, structFieldsNumber, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(entrySize))
-	b = protowire.AppendTag(b, mapKeyNumber, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, mapValueNumber, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(valueSize))
-	b = protowire.AppendTag(b, valueStringValueNumber, protowire.BytesType)
-	return protowire.AppendString(b, value)
+	return appendStringValue(appendEntryHead(b, key, stringValueSize(value)), value)
 }
 
 // identityEntriesKey keys the encoded identity fields of an identity in Identity.Memo.
 type identityEntriesKey struct{ claims bool }
 
 // identityEntries are the metadata fields that depend on the identity alone, encoded as the entries of a
-// Struct (a Struct's encoding is the list of its entries): built once per cached token. It is nil when a
-// string is not valid UTF-8.
+// Struct (a Struct's encoding is the list of its entries), as proto.Marshal encodes them: sub, client_id
+// and iss as strings, scopes as a list of strings, and with withClaims the token's claims (claimsValue),
+// unless they cannot be represented. It runs on a token's first allow (the token cache then keeps it), so
+// every new token pays it: the entries are written directly into one buffer of their exact size; only the
+// claims, optional and nested, go through structpb. It is nil when one of the identity's strings is not
+// valid UTF-8.
 func identityEntries(id *authz.Identity, withClaims bool) []byte {
-	for _, s := range append([]string{id.Subject, id.ClientID, id.Issuer}, id.Scopes...) {
+	if !utf8.ValidString(id.Subject) || !utf8.ValidString(id.ClientID) || !utf8.ValidString(id.Issuer) {
+		return nil
+	}
+	scopesSize := 0 // of the ListValue
+	for _, s := range id.Scopes {
 		if !utf8.ValidString(s) {
 			return nil
 		}
+		scopesSize += protowire.SizeTag(listValuesNumber) + protowire.SizeBytes(stringValueSize(s))
 	}
-	scopes := make([]*structpb.Value, len(id.Scopes))
-	for i, s := range id.Scopes {
-		scopes[i] = structpb.NewStringValue(s)
-	}
-	fields := map[string]*structpb.Value{
-		"sub":       structpb.NewStringValue(id.Subject),
-		"client_id": structpb.NewStringValue(id.ClientID),
-		"iss":       structpb.NewStringValue(id.Issuer),
-		"scopes":    structpb.NewListValue(&structpb.ListValue{Values: scopes}),
-	}
+	scopesValueSize := protowire.SizeTag(valueListValueNumber) + protowire.SizeBytes(scopesSize)
+	var claims []byte // the encoded Value
 	if withClaims {
-		if claims, err := claimsValue(id.Claims); err == nil {
-			fields["claims"] = claims
+		if v, err := claimsValue(id.Claims); err == nil {
+			claims, _ = proto.Marshal(v) // on an error, nil: the claims are left out
 		}
 	}
-	b, err := proto.Marshal(&structpb.Struct{Fields: fields})
-	if err != nil {
-		return nil
+	size := entrySize("sub", stringValueSize(id.Subject)) + entrySize("client_id", stringValueSize(id.ClientID)) +
+		entrySize("iss", stringValueSize(id.Issuer)) + entrySize("scopes", scopesValueSize)
+	if claims != nil {
+		size += entrySize("claims", len(claims))
+	}
+	b := make([]byte, 0, size)
+	b = appendStringEntry(b, "sub", id.Subject)
+	b = appendStringEntry(b, "client_id", id.ClientID)
+	b = appendStringEntry(b, "iss", id.Issuer)
+	b = appendEntryHead(b, "scopes", scopesValueSize)
+	b = protowire.AppendTag(b, valueListValueNumber, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(scopesSize))
+	for _, s := range id.Scopes {
+		b = protowire.AppendTag(b, listValuesNumber, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(stringValueSize(s)))
+		b = appendStringValue(b, s)
+	}
+	if claims != nil {
+		b = append(appendEntryHead(b, "claims", len(claims)), claims...)
 	}
 	return b
 }

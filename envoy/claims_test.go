@@ -120,8 +120,8 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
-// TestWireNumbers checks the wire numbers appendStringEntry writes against the descriptors of Struct and
-// Value, and its bytes against proto.Marshal's.
+// TestWireNumbers checks the wire numbers appendStringEntry and identityEntries write against the
+// descriptors of Struct, Value and ListValue, and appendStringEntry's bytes against proto.Marshal's.
 func TestWireNumbers(t *testing.T) {
 	fields := (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields")
 	entry := fields.Message()
@@ -133,6 +133,8 @@ func TestWireNumbers(t *testing.T) {
 		{"map key", mapKeyNumber, entry.Fields().ByName("key").Number()},
 		{"map value", mapValueNumber, entry.Fields().ByName("value").Number()},
 		{"Value.string_value", valueStringValueNumber, (&structpb.Value{}).ProtoReflect().Descriptor().Fields().ByName("string_value").Number()},
+		{"Value.list_value", valueListValueNumber, (&structpb.Value{}).ProtoReflect().Descriptor().Fields().ByName("list_value").Number()},
+		{"ListValue.values", listValuesNumber, (&structpb.ListValue{}).ProtoReflect().Descriptor().Fields().ByName("values").Number()},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
