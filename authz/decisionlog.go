@@ -28,9 +28,10 @@ func (a *Authorizer) logDecision(ctx context.Context, req *Request, d *Decision,
 	var buf [20]slog.Attr
 	attrs := buf[:0]
 	switch id := d.Identity; {
-	case id != nil && id.memo != nil:
-		// A cached token: the attributes that depend on it alone (and, for an allow, on the resource) are
-		// encoded once, by the handler (WithAttrs).
+	case id != nil && id.memo != nil && id.repeat:
+		// A cached token's later request: the attributes that depend on it alone (and, for an allow, on the
+		// resource) are encoded once, by the handler (WithAttrs). A token's first request writes them as
+		// they are: most tokens of a busy service are used once, and would never use that handler again.
 		h = a.cachedTokenHandler(h, id, d)
 		if !d.Allow {
 			attrs = append(attrs, outcomeAttrs(d)...)

@@ -43,6 +43,9 @@ type Identity struct {
 	// memo holds what adapters derive from the identity (Memo); shared by the copies the token cache hands
 	// out, so it is computed once per cached token; nil for a token the cache does not hold.
 	memo *sync.Map
+	// repeat is true for a token the cache answered: its second request or a later one. What is cheap to
+	// derive but costly to keep is kept only for such tokens, so that a token used once does not pay for it.
+	repeat bool
 }
 
 // Memoized returns what Memo stored under key for this cached identity, if anything: a caller on a hot

@@ -155,6 +155,7 @@ func (c *tokenCache) verify(v *Verifier, key tokenKey, audiences []string) (id *
 		return nil, e, true
 	}
 	copied := entry.id // callers get their own Identity; Claims and Scopes are shared and read-only
+	copied.repeat = true
 	return &copied, nil, true
 }
 
