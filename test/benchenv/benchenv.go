@@ -82,6 +82,9 @@ type Env struct {
 	Verifier   *authz.Verifier
 	Policy     *policy.Policy
 	Authorizer *authz.Authorizer
+
+	policyDir string
+	log       *slog.Logger
 }
 
 // New starts an IdP and builds the decision path against it with the policies under policyDir (the
@@ -124,7 +127,14 @@ func build(ctx context.Context, p *IdP, policyDir string, log *slog.Logger) (*En
 	if err != nil {
 		return nil, err
 	}
-	return &Env{IdP: p, Config: cfg, KeySet: ks, Verifier: v, Policy: pol, Authorizer: a}, nil
+	return &Env{IdP: p, Config: cfg, KeySet: ks, Verifier: v, Policy: pol, Authorizer: a, policyDir: policyDir, log: log}, nil
+}
+
+// WithEmptyCaches builds another Env on the same IdP, with the same configuration and policy but empty token
+// and decision caches: a benchmark of tokens verified afresh renews it when its corpus comes round again.
+// Close only the Env that New returned.
+func (e *Env) WithEmptyCaches(ctx context.Context) (*Env, error) {
+	return build(ctx, e.IdP, e.policyDir, e.log)
 }
 
 // Close stops the IdP.
