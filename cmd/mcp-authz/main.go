@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -79,6 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 	}()
 	log.Info("telemetry", "tracing", tel.Tracing(), "metrics", tel.MetricsHandler() != nil)
+	log.Info("runtime", "gogc", service.TuneGC(os.Getenv), "gomemlimit_bytes", debug.SetMemoryLimit(-1))
 	svc, err := service.New(ctx, cfg, log, service.WithTelemetry(tel))
 	if err != nil {
 		log.Error("start-up failed", "error", err.Error())

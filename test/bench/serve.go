@@ -115,6 +115,7 @@ func serve(o serveOptions) error {
 // serveAuthz runs mcp-authz as `mcp-authz serve` does (service.New, then Serve), logging its decisions
 // as `mcp-authz serve` logs them (JSON lines, batched per log.flush_interval) to the child's stderr (which the parent sends to a file), and announces itself once ready.
 func serveAuthz(ctx context.Context, o serveOptions, gl net.Listener, statsAddr string, mux *http.ServeMux, extraConfig string) error {
+	service.TuneGC(os.Getenv) // the collector's target of `mcp-authz serve`
 	level := o.logLevel
 	var w io.Writer = os.Stderr
 	if level == "off" {
