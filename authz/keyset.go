@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -163,6 +164,9 @@ type SigningKey struct {
 	// Public is the JWK's public key (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey), or the JWK
 	// itself when it has no raw form; jwx's verifiers take either.
 	Public any
+	// rsa is an RSA key made ready for RS256/RS384/RS512 verification (newRSAKey); nil for other keys and
+	// for the RSA keys left to crypto/rsa.
+	rsa *rsaKey
 }
 
 // Keys returns the keys matching kid ("" matches every key); the slice is shared and must not be changed.
@@ -225,6 +229,9 @@ func newSnapshot(keys []jwk.Key, fetched time.Time) *keySnapshot {
 		var public any
 		if err := key.Raw(&public); err == nil {
 			s.all[i].Public = public
+		}
+		if pub, ok := s.all[i].Public.(*rsa.PublicKey); ok {
+			s.all[i].rsa = newRSAKey(pub)
 		}
 		if kid := key.KeyID(); kid != "" {
 			s.byKID[kid] = append(s.byKID[kid], s.all[i])

@@ -229,6 +229,12 @@ func (t *trustedIssuer) checkSignature(ctx context.Context, tok *compactToken) (
 			continue
 		}
 		fitting++
+		if key.rsa != nil && isPKCS1v15(alg) {
+			if key.rsa.verify(alg, tok.signingInput, tok.signature) {
+				return nil, false
+			}
+			continue
+		}
 		verifier := t.verifiers[alg]
 		if verifier == nil { // jwx verifies every algorithm a key fits; were one missing, this is jwx's answer
 			return errInvalidToken("malformed claims"), false
