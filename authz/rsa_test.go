@@ -104,18 +104,18 @@ func TestRSAVerifyDifferential(t *testing.T) {
 			sigs["good+n"] = new(big.Int).Add(new(big.Int).SetBytes(good), key.pub.N).Bytes()
 			sigs["other key"] = other.rawSign(pkcs1v15EM(other.pub.Size(), 0, 1, other.pub.Size()-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest))
 			for name, em := range map[string][]byte{
-				"first byte 1":        pkcs1v15EM(size, 1, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
-				"block type 2":        pkcs1v15EM(size, 0, 2, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
-				"padding not 0xff":    pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xfe, 0, h.prefix, digest),
-				"no separator":        pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0xff, h.prefix, digest),
-				"short padding":       pkcs1v15EM(size, 0, 1, 7, 0xff, 0, h.prefix, digest),
-				"padding then junk":   pkcs1v15EM(size, 0, 1, 8, 0xff, 0, h.prefix, append(append([]byte{}, digest...), make([]byte, size-11-len(h.prefix)-len(digest))...)),
-				"no DigestInfo":       pkcs1v15EM(size, 0, 1, size-3-len(digest), 0xff, 0, nil, digest),
-				"other DigestInfo":    pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, pkcs1v15Hashes[otherAlg(alg)].prefix, digest),
-				"digest of another":   pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, make([]byte, len(digest))),
-				"digest cut":          pkcs1v15EM(size, 0, 1, size-2-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest[:len(digest)-1]),
-				"other algorithm EM":  pkcs1v15EM(size, 0, 1, size-3-len(pkcs1v15Hashes[otherAlg(alg)].prefix)-pkcs1v15Hashes[otherAlg(alg)].hash.Size(), 0xff, 0, pkcs1v15Hashes[otherAlg(alg)].prefix, make([]byte, pkcs1v15Hashes[otherAlg(alg)].hash.Size())),
-				"valid, re-encoded":   pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
+				"first byte 1":       pkcs1v15EM(size, 1, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
+				"block type 2":       pkcs1v15EM(size, 0, 2, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
+				"padding not 0xff":   pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xfe, 0, h.prefix, digest),
+				"no separator":       pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0xff, h.prefix, digest),
+				"short padding":      pkcs1v15EM(size, 0, 1, 7, 0xff, 0, h.prefix, digest),
+				"padding then junk":  pkcs1v15EM(size, 0, 1, 8, 0xff, 0, h.prefix, append(append([]byte{}, digest...), make([]byte, size-11-len(h.prefix)-len(digest))...)),
+				"no DigestInfo":      pkcs1v15EM(size, 0, 1, size-3-len(digest), 0xff, 0, nil, digest),
+				"other DigestInfo":   pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, pkcs1v15Hashes[otherAlg(alg)].prefix, digest),
+				"digest of another":  pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, make([]byte, len(digest))),
+				"digest cut":         pkcs1v15EM(size, 0, 1, size-2-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest[:len(digest)-1]),
+				"other algorithm EM": pkcs1v15EM(size, 0, 1, size-3-len(pkcs1v15Hashes[otherAlg(alg)].prefix)-pkcs1v15Hashes[otherAlg(alg)].hash.Size(), 0xff, 0, pkcs1v15Hashes[otherAlg(alg)].prefix, make([]byte, pkcs1v15Hashes[otherAlg(alg)].hash.Size())),
+				"valid, re-encoded":  pkcs1v15EM(size, 0, 1, size-3-len(h.prefix)-len(digest), 0xff, 0, h.prefix, digest),
 			} {
 				if len(em) > size {
 					continue
