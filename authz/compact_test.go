@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -43,6 +44,17 @@ func TestSimpleHeader(t *testing.T) {
 			t.Errorf("%q: read as %+v, want it left to jwx", tc.header, got)
 		case tc.want != nil && (!ok || got != *tc.want):
 			t.Errorf("%q: %+v, %v; want %+v", tc.header, got, ok, *tc.want)
+		}
+	}
+}
+
+// TestIsCompactJWSBytes checks every byte value: only the base64url alphabet (RFC 4648 §5) and the dot pass.
+func TestIsCompactJWSBytes(t *testing.T) {
+	const allowed = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+	for c := range 256 {
+		raw := "ab" + string([]byte{byte(c)}) + "cd"
+		if got, want := isCompactJWS(raw), strings.IndexByte(allowed, byte(c)) >= 0; got != want {
+			t.Errorf("byte %#x: isCompactJWS %v, want %v", c, got, want)
 		}
 	}
 }

@@ -94,6 +94,9 @@ type cachedToken struct {
 	version time.Time  // issuer key set version the signature was checked under (at the latest)
 	claims  registered // the token's time-based claims and audience, checked again on every hit
 	id      Identity   // what the fresh verification returned
+	// memo and policyToken are what id's (and its copies') pointers of the same names share.
+	memo        sync.Map
+	policyToken atomic.Pointer[tokenTerm]
 	// rejected is the refusal of a token refused as expired or with a bad signature (rejectedClaims holds its
 	// unverified claims, to tell whether it has expired); nil for a verified token.
 	rejected       *Error
@@ -193,8 +196,7 @@ func (c *tokenCache) add(key tokenKey, t *trustedIssuer, version time.Time, clai
 	}
 	entry := &cachedToken{raw: key.raw, issuer: t, version: version, claims: *claims, id: *id}
 	entry.validFrom, entry.validUntil = validityWindow(claims, leeway)
-	entry.id.memo = new(sync.Map)
-	entry.id.policyToken = new(atomic.Pointer[tokenTerm])
+	entry.id.memo, entry.id.policyToken = &entry.memo, &entry.policyToken
 	c.insert(key, entry)
 	copied := entry.id
 	return &copied

@@ -153,13 +153,22 @@ func (v *Verifier) verify(ctx context.Context, raw string, audiences []string) (
 // JSON Serialization, with its unprotected headers and several signatures.
 func isCompactJWS(raw string) bool {
 	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !compactJWSByte[raw[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// compactJWSByte marks the bytes of the JWS Compact Serialization: base64url characters and the dot. A
+// table lookup per byte is several times faster than comparing ranges, whose branches a token's random
+// characters defeat. Never modified.
+var compactJWSByte = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") {
+		t[c] = true
+	}
+	return t
+}()
 
 // surelyExpired reports, from the (not yet verified) claims, whether validate would refuse the token as
 // expired whatever its signature: integer exp, not 0, at or before now minus the leeway (truncated to the
