@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/policy"
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Identity is what a verified token says about the caller, with the claim names of the different IdPs
@@ -71,30 +70,23 @@ func (id *Identity) Memo(key any, build func() any) any {
 	return v
 }
 
-// tokenTerm is the `token` member of the policy input built for a generation's claim set.
-type tokenTerm struct {
-	claims *policy.Claims
-	term   *ast.Term
-}
-
 // policyTerm returns the `token` member of the policy input with the claims a generation reads (claims;
 // nil: all of them): for a cached token, the one built for the same claim set if there is one (sets are
 // compared by identity: a generation keeps its own), else built and kept for the next request.
-func (id *Identity) policyTerm(claims *policy.Claims) (*ast.Term, error) {
+func (id *Identity) policyTerm(claims *policy.Claims) (*tokenTerm, error) {
 	if id.policyToken != nil {
 		if t := id.policyToken.Load(); t != nil && t.claims == claims {
-			return t.term, nil
+			return t, nil
 		}
 	}
-	v, err := tokenValue(id, claims)
+	t, err := newTokenTerm(id, claims)
 	if err != nil {
 		return nil, err
 	}
-	term := ast.NewTerm(v)
 	if id.policyToken != nil {
-		id.policyToken.Store(&tokenTerm{claims: claims, term: term})
+		id.policyToken.Store(t)
 	}
-	return term, nil
+	return t, nil
 }
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}

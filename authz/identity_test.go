@@ -37,11 +37,11 @@ func TestNewIdentityEmail(t *testing.T) {
 				t.Errorf("Email = %q, want %q", id.Email, tc.want)
 			}
 			// The policy sees the claim as issued, verified or not.
-			v, err := tokenValue(id, nil)
+			tt, err := newTokenTerm(id, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := v.(ast.Object).Get(ast.StringTerm("claims")).Value.(ast.Object).Get(ast.StringTerm("email"))
+			got := tt.whole().Value.(ast.Object).Get(ast.StringTerm("claims")).Value.(ast.Object).Get(ast.StringTerm("email"))
 			if got == nil || got.Value.Compare(ast.String("alice@example.com")) != 0 {
 				t.Errorf("policy input token.claims.email = %v, want the issued address", got)
 			}

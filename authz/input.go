@@ -22,7 +22,7 @@ type requestInput struct {
 	id  *Identity
 	msg *Message
 	// token is the `token` member once built for this request (Lookup, then Value on a miss).
-	token *ast.Term
+	token *tokenTerm
 }
 
 // Value builds the document (inputValue).
@@ -31,12 +31,16 @@ func (in *requestInput) Value(reads policy.Reads) (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return inputValue(in.req, in.res, token, in.msg, reads), nil
+	var whole *ast.Term
+	if token != nil {
+		whole = token.whole()
+	}
+	return inputValue(in.req, in.res, whole, in.msg, reads), nil
 }
 
 // tokenTerm is the `token` member for reads, built once per request (and per cached token and generation:
 // Identity.policyTerm); nil when the policy cannot read it.
-func (in *requestInput) tokenTerm(reads policy.Reads) (*ast.Term, error) {
+func (in *requestInput) tokenTerm(reads policy.Reads) (*tokenTerm, error) {
 	if in.token != nil || !reads.Path("token") {
 		return in.token, nil
 	}
@@ -54,7 +58,7 @@ func (in *requestInput) Lookup(path ast.Ref, reads policy.Reads) (*ast.Term, boo
 		if err != nil || token == nil {
 			return nil, false // Value reports the error
 		}
-		return policy.Descend(token, path[1:])
+		return token.lookup(path[1:])
 	case "resource":
 		return policy.Descend(in.res.inputTerm, path[1:])
 	case "request":
@@ -160,7 +164,7 @@ func sourceTerm(m *Message) *ast.Term {
 }
 
 // inputValue is the policy input document (README "Policy contract"; keep it stable) as an ast.Value, with
-// token its `token` member (tokenValue). Parts the policy cannot read (reads) are left out: the request
+// token its `token` member (tokenTerm.whole). Parts the policy cannot read (reads) are left out: the request
 // headers, the JSON-RPC id, the token (then nil), ...; with the zero Reads the document is whole.
 func inputValue(req *Request, res *resource, token *ast.Term, msg *Message, reads policy.Reads) ast.Value {
 	in := ast.NewObjectWithCapacity(4)
@@ -231,56 +235,4 @@ func resourceTerm(r *resource) *ast.Term {
 		ast.Item(ast.InternedTerm("url"), ast.StringTerm(r.cfg.URL)),
 		ast.Item(ast.InternedTerm("name"), ast.StringTerm(r.cfg.Name)),
 	)
-}
-
-// tokenValue is the `token` member of the policy input: subject, issuer, client_id (when set), scopes and
-// the claims a generation reads (claims; nil: all of them). OPA only reads it, so one value may serve
-// concurrent evaluations.
-func tokenValue(id *Identity, claims *policy.Claims) (ast.Value, error) {
-	claimsValue, err := claimsObject(id.Claims, claims)
-	if err != nil {
-		return nil, err
-	}
-	scopes := make([]*ast.Term, len(id.Scopes))
-	for i, s := range id.Scopes {
-		scopes[i] = ast.StringTerm(s)
-	}
-	token := ast.NewObjectWithCapacity(5)
-	token.Insert(tokenMember.scopes, ast.ArrayTerm(scopes...))
-	token.Insert(tokenMember.claims, ast.NewTerm(claimsValue))
-	for _, f := range [...]struct {
-		key   *ast.Term
-		value string
-	}{{tokenMember.subject, id.Subject}, {tokenMember.issuer, id.Issuer}, {tokenMember.clientID, id.ClientID}} {
-		if f.value != "" {
-			token.Insert(f.key, ast.StringTerm(f.value))
-		}
-	}
-	return token, nil
-}
-
-// claimsObject is input.token.claims: the members of claims the set names (every one for the nil set).
-func claimsObject(claims map[string]any, set *policy.Claims) (ast.Value, error) {
-	if set == nil {
-		return ast.InterfaceToValue(claims)
-	}
-	obj := ast.NewObjectWithCapacity(len(set.Names()))
-	for _, name := range set.Names() {
-		v, ok := claims[name]
-		if !ok {
-			continue
-		}
-		value, err := ast.InterfaceToValue(v)
-		if err != nil {
-			return nil, err
-		}
-		obj.Insert(ast.StringTerm(name), ast.NewTerm(value))
-	}
-	return obj, nil
-}
-
-// tokenMember holds the member names of the `token` member as terms, built once (see inputKey). Never
-// modified.
-var tokenMember = struct{ scopes, claims, subject, issuer, clientID *ast.Term }{
-	ast.StringTerm("scopes"), ast.StringTerm("claims"), ast.StringTerm("subject"), ast.StringTerm("issuer"), ast.StringTerm("client_id"),
 }

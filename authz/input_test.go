@@ -176,6 +176,7 @@ func TestLookup(t *testing.T) {
 	paths := [][]string{
 		{"token"}, {"token", "claims"}, {"token", "claims", "groups"}, {"token", "claims", "nested", "k"}, {"token", "claims", "n"},
 		{"token", "claims", "missing"}, {"token", "scopes"}, {"token", "scopes", "x"}, {"token", "subject"}, {"token", "client_id"},
+		{"token", "issuer"}, {"token", "other"}, {"token", "subject", "x"},
 		{"request"}, {"request", "method"}, {"request", "host"}, {"request", "path"}, {"request", "path", "x"}, {"request", "other"},
 		{"request", "headers"}, {"request", "headers", "x-tenant"}, {"request", "headers", "x-empty"}, {"request", "headers", "authorization"},
 		{"request", "headers", "missing"}, {"request", "headers", "x-tenant", "deeper"},
