@@ -72,7 +72,7 @@ func (id *Identity) Memo(key any, build func() any) any {
 
 // policyTerm returns the `token` member of the policy input with the claims a generation reads (claims;
 // nil: all of them): for a cached token, the one built for the same claim set if there is one (sets are
-// compared by identity: a generation keeps its own), else built and kept for the next request.
+// compared by identity: a generation keeps its own), else built, and kept from the token's second request on.
 func (id *Identity) policyTerm(claims *policy.Claims) (*tokenTerm, error) {
 	if id.policyToken != nil {
 		if t := id.policyToken.Load(); t != nil && t.claims == claims {
@@ -83,10 +83,19 @@ func (id *Identity) policyTerm(claims *policy.Claims) (*tokenTerm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if id.policyToken != nil {
+	if id.policyToken != nil && id.repeat { // kept from the token's second request on (MemoOnReuse)
 		id.policyToken.Store(t)
 	}
 	return t, nil
+}
+
+// MemoOnReuse is Memo for what is cheap to build but costs memory to keep: the value is kept only from the
+// token's second request on, so that the many tokens a busy service sees once do not hold it in the cache.
+func (id *Identity) MemoOnReuse(key any, build func() any) any {
+	if !id.repeat {
+		return build()
+	}
+	return id.Memo(key, build)
 }
 
 var clientClaims = []string{"client_id", "cid", "azp", "appid"}
