@@ -14,8 +14,8 @@ func (t *Telemetry) recordCheck(ctx context.Context, d *Decision, elapsed time.D
 	if t.checks == nil {
 		return
 	}
-	t.checks.Add(ctx, 1, t.checkOutcome[d.Code])
-	t.duration.Record(ctx, elapsed.Seconds(), t.durationAttrs[d.Code.Decision()])
+	t.checks.Add(ctx, 1, t.checkOutcome[d.Code]...)
+	t.duration.Record(ctx, elapsed.Seconds(), t.durationAttrs[d.Code.Decision()]...)
 }
 
 // ObserveFetch is a FetchObserver counting key set fetches, failures and skipped keys per issuer.

@@ -49,9 +49,9 @@ type Telemetry struct {
 	meter        metric.Meter
 
 	checks        metric.Int64Counter
-	checkOutcome  map[ReasonCode]metric.AddOption // decision and reason_code of each code, built once
+	checkOutcome  map[ReasonCode][]metric.AddOption // decision and reason_code of each code, built once (a slice: passing one option allocates)
 	duration      metric.Float64Histogram
-	durationAttrs map[string]metric.RecordOption // by decision word
+	durationAttrs map[string][]metric.RecordOption // by decision word
 	fetches       metric.Int64Counter
 	fetchFailures metric.Int64Counter
 	keysSkipped   metric.Int64Counter
@@ -107,14 +107,14 @@ func NewTelemetry(c TelemetryConfig) (*Telemetry, error) {
 		metric.WithDescription("Keys of fetched key sets skipped as unusable (unknown kty, malformed, private), by issuer.")); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	t.checkOutcome = make(map[ReasonCode]metric.AddOption, len(ReasonCodes))
+	t.checkOutcome = make(map[ReasonCode][]metric.AddOption, len(ReasonCodes))
 	for _, code := range ReasonCodes {
-		t.checkOutcome[code] = metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("decision", code.Decision()), attribute.String("reason", string(code))))
+		t.checkOutcome[code] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("decision", code.Decision()), attribute.String("reason", string(code))))}
 	}
-	t.durationAttrs = map[string]metric.RecordOption{}
+	t.durationAttrs = map[string][]metric.RecordOption{}
 	for _, w := range []string{"allow", "deny", "error"} {
-		t.durationAttrs[w] = metric.WithAttributeSet(attribute.NewSet(attribute.String("decision", w)))
+		t.durationAttrs[w] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("decision", w)))}
 	}
 	return t, nil
 }
