@@ -9,7 +9,7 @@ import (
 // sets none: the heap may grow to three times what is live before a collection, rather than Go's twice.
 // Every Check allocates, and the live heap (mostly the token cache, bounded by token_cache.max_entries) is
 // marked on every cycle, so halving the cycles takes about a tenth off the CPU of a Check verified afresh,
-// for a peak heap about a third higher (docs/operations.md, "Memory and the garbage collector"). GOGC and
+// for a peak heap about a third higher (docs/configuration.md, "Memory and the garbage collector"). GOGC and
 // GOMEMLIMIT in the environment take precedence as usual.
 const GCPercent = 200
 
