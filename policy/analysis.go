@@ -38,6 +38,20 @@ func newReads(in inputPaths) Reads {
 	return r
 }
 
+// wholeToken reports whether the policy may read input.token (or the whole input) as one value, through
+// which it could read claims by names the analysis does not see.
+func (r Reads) wholeToken() bool {
+	if !r.bounded {
+		return true
+	}
+	for _, p := range r.paths {
+		if len(p) == 0 || len(p) == 1 && p[0] == "token" {
+			return true
+		}
+	}
+	return false
+}
+
 // Path reports whether the policy may read the input at path (member names under `input`, such as
 // "request", "headers"): whether a path it reads is at, under or above it. A builder may leave out any
 // part of the input for which Path is false: the decision cannot depend on it.

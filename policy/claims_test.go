@@ -1,6 +1,8 @@
 package policy_test
 
 import (
+	"bytes"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -95,5 +97,38 @@ decision := {"allow": true, "reason": json.marshal(object.keys(input.token.claim
 	}
 	if in := input("carol"); in["token"].(map[string]any)["claims"].(map[string]any)["jti"] != "carol-1" {
 		t.Error("the caller's document was modified")
+	}
+}
+
+// TestTokenClaimsWholeTokenWarning checks that a policy declaring token_claims but reading input.token as
+// one value (through which it may read claims the analysis cannot name) is loaded with a warning, and one
+// reading only members is not.
+func TestTokenClaimsWholeTokenWarning(t *testing.T) {
+	const head = "package mcp.authz\n\nimport rego.v1\n\ntoken_claims := {\"team\"}\n\n"
+	tests := []struct {
+		name, rego string
+		warn       bool
+	}{
+		{"members only", `decision := {"allow": input.token.claims.team == "a"}`, false},
+		{"whole token", "decision := {\"allow\": t.claims.level == \"x\"} if t := input.token\n", true},
+		{"whole input", "decision := {\"allow\": true} if count(input) > 0\n", true},
+		{"no declaration", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := head + tc.rego
+			if tc.rego == "" {
+				body = "package mcp.authz\n\nimport rego.v1\n\ndecision := {\"allow\": t.claims.level == \"x\"} if t := input.token\n"
+			}
+			var buf bytes.Buffer
+			_, err := policy.Load(t.Context(), []string{writePolicy(t, map[string]string{"p.rego": body})}, policy.DefaultQuery,
+				policy.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(buf.String(), "may read input.token whole"); got != tc.warn {
+				t.Errorf("warning %v, want %v; log: %s", got, tc.warn, buf.String())
+			}
+		})
 	}
 }

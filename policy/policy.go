@@ -164,6 +164,9 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	in := analyzeInput(compiler, query)
 	p := &Policy{query: pq, queryText: query, compiler: compiler, store: store, files: files, reads: newReads(in)}
 	p.reads.claims = claims
+	if claims != nil && p.reads.wholeToken() {
+		o.log.WarnContext(ctx, "policy declares token_claims but may read input.token whole: the claims it reads through a variable must be in token_claims, the others are left out", "token_claims", claims.Names())
+	}
 	switch {
 	case o.cacheSize < 0:
 		p.cacheOff = "turned off by configuration"
