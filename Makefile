@@ -37,9 +37,11 @@ test-e2e:
 	$(GO) test -race -count=1 -v ./test/e2e
 
 ## bench: the load benchmark (test/bench): mcp-authz against a do-nothing ext_authz server (the floor) and an
-## OPA-Envoy style baseline, same corpus, same load generator; prints one table with the ratios. Exit 1 when
-## an answer is not the expected decision. BENCH_FLAGS=-duration=10s -rounds=5 -cpuprofile=cpu.prof ...
-BENCH_FLAGS ?= -duration=5s -rounds=5
+## OPA-Envoy style baseline, same corpus, same load generator, for each corpus (small, zipf: 50 000 users of
+## unequal activity, fresh: a new token every Check, badsig: forged tokens); prints a table with the ratios
+## per corpus, then one line each with its targets. Exit 1 when an answer is not the expected decision.
+## BENCH_FLAGS="-corpus fresh -duration=10s -rounds=5 -cpuprofile=cpu.prof" ...
+BENCH_FLAGS ?= -corpus all -duration=4s -rounds=3
 bench:
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/policy"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -124,6 +125,42 @@ func (t *Telemetry) ObserveTokenCaches(v *Verifier) error {
 		}
 		return nil
 	}, hits, misses, evictions)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	return nil
+}
+
+// ObserveDecisionCache reports the policy's decision caches at each collection, read from stats:
+// mcp_authz.decision_cache.hits (decisions answered from a cache) and .misses (evaluated), over every policy
+// generation, and .decisions (held by the current one). A low hit rate with many users says the policy's
+// cache key holds per-user values (docs/policies.md, "Claims a policy reads").
+func (t *Telemetry) ObserveDecisionCache(stats func() policy.CacheStats) error {
+	if t == nil || t.meter == nil || stats == nil {
+		return nil
+	}
+	hits, err := t.meter.Int64ObservableCounter("mcp_authz.decision_cache.hits", metric.WithUnit("{decision}"),
+		metric.WithDescription("Policy decisions answered from a generation's decision cache."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	misses, err := t.meter.Int64ObservableCounter("mcp_authz.decision_cache.misses", metric.WithUnit("{decision}"),
+		metric.WithDescription("Policy decisions evaluated because the decision cache did not hold them (generations with the cache on)."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	held, err := t.meter.Int64ObservableGauge("mcp_authz.decision_cache.decisions", metric.WithUnit("{decision}"),
+		metric.WithDescription("Decisions held by the current policy generation's decision cache."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(hits, int64(s.Hits))
+		o.ObserveInt64(misses, int64(s.Misses))
+		o.ObserveInt64(held, int64(s.Decisions))
+		return nil
+	}, hits, misses, held)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}

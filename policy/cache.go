@@ -28,6 +28,13 @@ type decisionCache struct {
 	size    int
 
 	hits, misses atomic.Uint64
+	// total counts the lookups of every generation of a Live too (nil for a Policy loaded alone).
+	total *cacheCounts
+}
+
+// cacheCounts are the lookups of decision caches answered from the cache (hits) and evaluated (misses).
+type cacheCounts struct {
+	hits, misses atomic.Uint64
 }
 
 type cacheEntry struct {
@@ -35,8 +42,24 @@ type cacheEntry struct {
 	decision Decision
 }
 
-func newDecisionCache(paths []ast.Ref, size int) *decisionCache {
-	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry)}
+func newDecisionCache(paths []ast.Ref, size int, total *cacheCounts) *decisionCache {
+	return &decisionCache{paths: paths, max: size, absent: ast.SetTerm(), buckets: make(map[int][]cacheEntry), total: total}
+}
+
+// count records a lookup.
+func (c *decisionCache) count(hit bool) {
+	switch {
+	case hit:
+		c.hits.Add(1)
+		if c.total != nil {
+			c.total.hits.Add(1)
+		}
+	default:
+		c.misses.Add(1)
+		if c.total != nil {
+			c.total.misses.Add(1)
+		}
+	}
 }
 
 // key is the projection of in (as built with reads) onto the cache's paths: an array with, per path, the term in.Lookup finds
@@ -69,11 +92,11 @@ func (c *decisionCache) get(key ast.Value) (Decision, bool) {
 	defer c.mu.RUnlock()
 	for _, e := range c.buckets[h] {
 		if c.sameKey(e.key, key) {
-			c.hits.Add(1)
+			c.count(true)
 			return cloneDecision(e.decision), true
 		}
 	}
-	c.misses.Add(1)
+	c.count(false)
 	return Decision{}, false
 }
 
@@ -194,7 +217,8 @@ type CacheStats struct {
 	Hits, Misses uint64
 }
 
-// CacheStats returns the counts of the generation's decision cache; zeros when it is off.
+// CacheStats returns the counts of the generation's decision cache (this generation's lookups only); zeros
+// when it is off.
 func (p *Policy) CacheStats() CacheStats {
 	if p.cache == nil {
 		return CacheStats{}

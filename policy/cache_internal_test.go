@@ -225,7 +225,7 @@ func TestReloadStartsAnEmptyCache(t *testing.T) {
 // hash collisions: a path absent from one input and present in the other (even as null or an empty
 // object) is a different key; values must be the same JSON, spelled alike.
 func TestSameKey(t *testing.T) {
-	c := newDecisionCache([]ast.Ref{ast.MustParseRef("input.a"), ast.MustParseRef("input.b")}, 10)
+	c := newDecisionCache([]ast.Ref{ast.MustParseRef("input.a"), ast.MustParseRef("input.b")}, 10, nil)
 	key := func(doc string) ast.Value {
 		k, ok := c.key(Document(ast.MustParseTerm(doc).Value), Reads{})
 		if !ok {

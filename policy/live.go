@@ -72,6 +72,8 @@ type Live struct {
 
 	mu        sync.Mutex // serializes load attempts and guards what follows
 	listeners []func(Status)
+
+	counts cacheCounts // decision cache lookups of every generation
 }
 
 // NewLive returns a Live for the configured policy source. With paths, the first generation is loaded
@@ -133,7 +135,19 @@ func (l *Live) Evaluate(ctx context.Context, in Input) (Decision, error) {
 
 // policyOptions are the options of every generation this Live loads.
 func (l *Live) policyOptions() []Option {
-	return []Option{WithDecisionCache(l.opts.DecisionCacheSize), WithLogger(l.log)}
+	return []Option{WithDecisionCache(l.opts.DecisionCacheSize), WithLogger(l.log), func(o *options) { o.counts = &l.counts }}
+}
+
+// CacheStats reports the decision caches: the decisions the current generation holds, and the lookups of
+// every generation so far, answered from a cache (Hits) or evaluated (Misses; a generation with its cache
+// off counts none).
+func (l *Live) CacheStats() CacheStats {
+	var s CacheStats
+	if p := l.current.Load(); p != nil && p.cache != nil {
+		s.Decisions = p.cache.len()
+	}
+	s.Hits, s.Misses = l.counts.hits.Load(), l.counts.misses.Load()
+	return s
 }
 
 // Status reports the current generation and the last load attempt.

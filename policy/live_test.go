@@ -370,3 +370,30 @@ decision := {"allow": false} if input.b
 		t.Fatal("a conflict is not an undefined decision")
 	}
 }
+
+// TestLiveCacheStats checks that a Live's decision cache counts add up over its generations, and that the
+// decisions held are the current generation's.
+func TestLiveCacheStats(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "authz.rego")
+	writeFile(t, file, regoReturning(true, "first"))
+	live := startLive(t, []string{dir}, nil)
+	in := policy.Map(map[string]any{"request": map[string]any{"method": "POST"}})
+	for range 3 { // one evaluation, two hits
+		if _, err := live.Evaluate(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replaceFile(t, file, regoReturning(true, "second"))
+	eventually(t, "the second generation", reasonIs(live, "second")) // its first lookup misses
+	if _, err := live.Evaluate(t.Context(), in); err != nil {
+		t.Fatal(err)
+	}
+	st := live.CacheStats()
+	if st.Decisions < 1 || st.Hits < 2 || st.Misses < 2 {
+		t.Errorf("CacheStats = %+v, want the first generation's 2 hits and 1 miss added to the second's lookups", st)
+	}
+	if first := st.Hits + st.Misses; first < 5 {
+		t.Errorf("%d lookups counted, want at least 5", first)
+	}
+}

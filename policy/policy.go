@@ -69,6 +69,7 @@ type Option func(*options)
 type options struct {
 	cacheSize int
 	log       *slog.Logger
+	counts    *cacheCounts // a Live's lookups over all its generations; nil: none
 }
 
 // WithDecisionCache sets how many decisions the generation caches: 0 (and no option) takes
@@ -174,7 +175,7 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 		p.cacheOff = in.reason
 		o.log.InfoContext(ctx, "policy decision cache off for this generation", "why", in.reason)
 	default:
-		p.cache = newDecisionCache(in.paths, o.cacheSize)
+		p.cache = newDecisionCache(in.paths, o.cacheSize, o.counts)
 		paths := make([]string, len(in.paths))
 		for i, r := range in.paths {
 			paths[i] = r.String()

@@ -142,6 +142,19 @@ func TestMetrics(t *testing.T) {
 		{"mcp_authz_check_duration_seconds", map[string]string{"decision": "deny"}, eq(perDecision["deny"]), "histogram count"},
 		{"mcp_authz_policy_generation", nil, eq(1), ""},
 		{"mcp_authz_policy_last_load_success", nil, eq(1), ""},
+		// Of the mix, 7 Checks reach the policy (the allows, the step-ups, the client not allowed); a repeat of
+		// the same call by the same token is answered from the decision cache.
+		{"mcp_authz_decision_cache_hits_total", nil, func(v float64) bool { return v >= 3 }, "the repeated calls: 3 or more"},
+		{"mcp_authz_decision_cache_decisions", nil, func(v float64) bool { return v >= 1 && v <= 4 }, "1 to 4 decisions"},
+	}
+	if h, m := families["mcp_authz_decision_cache_hits_total"], families["mcp_authz_decision_cache_misses_total"]; h == nil || m == nil {
+		t.Errorf("no decision cache counts in\n%s", body)
+	} else {
+		hits, _ := value(h, nil)
+		misses, _ := value(m, nil)
+		if hits+misses != 7 {
+			t.Errorf("decision cache hits %v + misses %v, want the 7 Checks that reached the policy", hits, misses)
+		}
 	}
 	for _, p := range []string{e.std.Issuer(), e.okta.Issuer(), e.cognito.Issuer()} {
 		iss := map[string]string{"issuer": p}

@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	if err := observe(tel, s.keys, s.policyStatus); err != nil {
+	if err := observe(tel, s.keys, s.policyStatus, s.policy.CacheStats); err != nil {
 		return nil, err
 	}
 	envoyOpts := []envoy.Option{envoy.WithClaimsMetadata(cfg.DynamicMetadata.Claims)}

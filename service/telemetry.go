@@ -5,6 +5,7 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/assertion"
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/policy"
 	"github.com/mcp-authz/mcp-authz/telemetry"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -23,9 +24,12 @@ func newTelemetry(p *telemetry.Providers) (*authz.Telemetry, error) {
 	return authz.NewTelemetry(c)
 }
 
-// observe registers the gauges read at each scrape: key set ages and the policy status.
-func observe(t *authz.Telemetry, keys []*authz.KeySet, policy func() (int64, bool)) error {
+// observe registers the gauges read at each scrape: key set ages, the policy status and its decision caches.
+func observe(t *authz.Telemetry, keys []*authz.KeySet, policy func() (int64, bool), decisions func() policy.CacheStats) error {
 	if err := t.ObserveKeySets(keys); err != nil {
+		return err
+	}
+	if err := t.ObserveDecisionCache(decisions); err != nil {
 		return err
 	}
 	return t.ObservePolicy(policy)
