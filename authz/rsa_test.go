@@ -13,13 +13,21 @@ import (
 // rsaTestKey is a private key with the raw RSA private operation, to sign any encoded message (valid or
 // not) as an attacker holding a key could, or as a buggy IdP would.
 type rsaTestKey struct {
-	pub *rsa.PublicKey
-	d   *big.Int
+	pub  *rsa.PublicKey
+	p, q *big.Int // the primes, for the Chinese remainder theorem
+	d    *big.Int
 }
 
-// rawSign returns em^d mod n as a signature of the modulus' length.
+// rawSign returns em^d mod n as a signature of the modulus' length, computed modulo p and q and recombined
+// (about four times faster than modulo n, which the fuzz target needs).
 func (k rsaTestKey) rawSign(em []byte) []byte {
-	s := new(big.Int).Exp(new(big.Int).SetBytes(em), k.d, k.pub.N)
+	one := big.NewInt(1)
+	c := new(big.Int).SetBytes(em)
+	m1 := new(big.Int).Exp(c, new(big.Int).Mod(k.d, new(big.Int).Sub(k.p, one)), k.p)
+	m2 := new(big.Int).Exp(c, new(big.Int).Mod(k.d, new(big.Int).Sub(k.q, one)), k.q)
+	h := new(big.Int).Sub(m1, m2)
+	h.Mul(h, new(big.Int).ModInverse(k.q, k.p)).Mod(h, k.p)
+	s := h.Mul(h, k.q).Add(h, m2)
 	return s.FillBytes(make([]byte, (k.pub.N.BitLen()+7)/8))
 }
 
@@ -31,7 +39,7 @@ func newRSATestKey(t testing.TB, bits, e int) rsaTestKey {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rsaTestKey{pub: &priv.PublicKey, d: priv.D}
+		return rsaTestKey{pub: &priv.PublicKey, p: priv.Primes[0], q: priv.Primes[1], d: priv.D}
 	}
 	E := big.NewInt(int64(e))
 	one := big.NewInt(1)
@@ -50,7 +58,7 @@ func newRSATestKey(t testing.TB, bits, e int) rsaTestKey {
 		if d == nil || n.BitLen() != bits || p.Cmp(q) == 0 {
 			continue
 		}
-		return rsaTestKey{pub: &rsa.PublicKey{N: n, E: e}, d: d}
+		return rsaTestKey{pub: &rsa.PublicKey{N: n, E: e}, p: p, q: q, d: d}
 	}
 }
 
@@ -191,9 +199,10 @@ func TestNewRSAKeyLeavesToCryptoRSA(t *testing.T) {
 }
 
 // FuzzRSAVerify compares rsaKey with crypto/rsa on arbitrary signatures and on arbitrary encodings signed
-// with the private key (which reach the padding checks).
+// with the private key (which reach the padding checks). The key has 1024 bits, the smallest rsaKey takes,
+// so that signing each input stays fast; the checks do not depend on the size.
 func FuzzRSAVerify(f *testing.F) {
-	key := newRSATestKey(f, 2048, 65537)
+	key := newRSATestKey(f, 1024, 65537)
 	rk := newRSAKey(key.pub)
 	input := []byte("header.payload")
 	digest := crypto.SHA256.New()
