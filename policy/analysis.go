@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -36,6 +37,19 @@ func newReads(in inputPaths) Reads {
 		r.paths[i] = p
 	}
 	return r
+}
+
+// Paths returns the input paths the generation's decision cache keys on (input.token.scopes, …); nil when
+// the analysis could not bound them (the policy may read anything).
+func (r Reads) Paths() []string {
+	if !r.bounded {
+		return nil
+	}
+	out := make([]string, len(r.paths))
+	for i, p := range r.paths {
+		out[i] = strings.Join(append([]string{"input"}, p...), ".")
+	}
+	return out
 }
 
 // wholeToken reports whether the policy may read input.token (or the whole input) as one value, through

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -151,11 +152,23 @@ func policyCheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return usageError(stderr, err)
 	}
-	if _, err := policy.Load(ctx, paths, query); err != nil {
+	warnings := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := policy.Load(ctx, paths, query, policy.WithLogger(warnings))
+	if err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok: %s compile and define %s\n", strings.Join(paths, ", "), query)
+	if off := p.DecisionCacheOff(); off != "" {
+		fmt.Fprintf(stdout, "decision cache: off (%s)\n", off)
+	} else {
+		fmt.Fprintf(stdout, "decision cache: keyed on %s\n", strings.Join(p.Reads().Paths(), ", "))
+	}
+	if c := p.Reads().Claims(); c != nil {
+		fmt.Fprintf(stdout, "input.token.claims: only %s (token_claims and constant reads)\n", strings.Join(c.Names(), ", "))
+	} else {
+		fmt.Fprintln(stdout, "input.token.claims: every claim (no token_claims rule)")
+	}
 	return 0
 }
 

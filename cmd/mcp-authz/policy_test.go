@@ -99,7 +99,9 @@ func TestPolicyCheckCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCases(t, []cliCase{
-		{name: "shipped policies compile", args: []string{"policy", "check", shipped}, code: 0, stdout: []string{"ok: ", "data.mcp.authz.decision"}},
+		{name: "shipped policies compile", args: []string{"policy", "check", shipped}, code: 0, stdout: []string{"ok: ", "data.mcp.authz.decision",
+			"decision cache: keyed on input.mcp.method, input.mcp.tool, input.request.method, input.token.claims, input.token.client_id, input.token.scopes",
+			"input.token.claims: only groups (token_claims and constant reads)"}},
 		{name: "from a configuration", args: []string{"policy", "check", "--config", cfg}, code: 0, stdout: []string{"ok: " + abs}},
 		{name: "compile error with file and line", args: []string{"policy", "check", broken}, code: 1, stderr: []string{filepath.Join(broken, "authz.rego") + ":5: rego_unsafe_var_error: var x is unsafe"}},
 		{name: "bad data file", args: []string{"policy", "check", badData}, code: 1, stderr: []string{filepath.Join(badData, "data.yaml")}},
