@@ -67,7 +67,7 @@ func (in *requestInput) Lookup(path ast.Ref, reads policy.Reads) (*ast.Term, boo
 		case "":
 			return nil, false
 		case "method":
-			v = in.req.Method
+			return policy.Descend(commonTerm(in.req.Method), path[2:])
 		case "host":
 			v = in.req.Host
 		case "path":
@@ -95,7 +95,7 @@ func (in *requestInput) Lookup(path ast.Ref, reads policy.Reads) (*ast.Term, boo
 		case "":
 			return nil, false
 		case "method":
-			t = ast.StringTerm(m.Method)
+			t = commonTerm(m.Method)
 		case "tool":
 			t = optionalString(m.Tool)
 		case "uri":
@@ -144,6 +144,28 @@ var inputKey = struct {
 	ast.StringTerm("uri"), ast.StringTerm("prompt"), ast.StringTerm("protocol_version"), ast.StringTerm("source"),
 }
 
+// commonTerms are the terms of the values most requests carry (HTTP methods, the MCP methods), built once so
+// that keying the decision cache on them allocates nothing. Never modified; OPA only reads input terms.
+var commonTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS",
+		"initialize", "server/discover", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
+		"resources/templates/list", "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get",
+		"completion/complete", "logging/setLevel", "notifications/initialized", "notifications/cancelled",
+		"notifications/progress", "notifications/roots/list_changed", ""} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
+
+// commonTerm is the string term of s: a prebuilt one for a common value, else a new one.
+func commonTerm(s string) *ast.Term {
+	if t, ok := commonTerms[s]; ok {
+		return t
+	}
+	return ast.StringTerm(s)
+}
+
 // optionalString is the term of a member that is absent when empty.
 func optionalString(s string) *ast.Term {
 	if s == "" {
@@ -173,7 +195,7 @@ func inputValue(req *Request, res *resource, token *ast.Term, msg *Message, read
 	}
 	if reads.Path("request") {
 		r := ast.NewObjectWithCapacity(4)
-		r.Insert(inputKey.method, ast.StringTerm(req.Method))
+		r.Insert(inputKey.method, commonTerm(req.Method))
 		r.Insert(inputKey.host, ast.StringTerm(req.Host))
 		r.Insert(inputKey.path, ast.StringTerm(req.Path))
 		if reads.Path("request", "headers") {
@@ -192,7 +214,7 @@ func inputValue(req *Request, res *resource, token *ast.Term, msg *Message, read
 	}
 	if msg != nil && reads.Path("mcp") {
 		m := ast.NewObjectWithCapacity(4)
-		m.Insert(inputKey.method, ast.StringTerm(msg.Method))
+		m.Insert(inputKey.method, commonTerm(msg.Method))
 		if len(msg.ID) > 0 && reads.Path("mcp", "id") {
 			if id := idValue(msg.ID); id != nil {
 				m.Insert(inputKey.id, ast.NewTerm(id))

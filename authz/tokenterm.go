@@ -8,14 +8,16 @@ import (
 )
 
 // tokenTerm is the `token` member of the policy input for a generation's claim set: subject, issuer,
-// client_id (when set), scopes and the claims the generation reads (claims; nil: all of them). Its members
-// are built at once, since the decision cache keys on them; the object holding them only when a policy
-// evaluation needs the document (a decision cache miss), which most requests of a new token never do. OPA
-// only reads the terms, so one tokenTerm may serve concurrent requests.
+// client_id (when set), scopes and the claims the generation reads (claims; nil: all of them). The members
+// the decision cache of the shipped policy keys on (scopes, claims, client_id) are built at once; the
+// object holding them all only when a policy evaluation needs the document (a decision cache miss) or a
+// policy reads the subject or issuer, which most requests of a new token never do. OPA only reads the
+// terms, so one tokenTerm may serve concurrent requests.
 type tokenTerm struct {
-	claims                                     *policy.Claims
-	scopes, claimsObject, subject, issuer, cid *ast.Term // nil: absent (subject, issuer, client_id)
-	object                                     atomic.Pointer[ast.Term]
+	claims                    *policy.Claims
+	scopes, claimsObject, cid *ast.Term // cid nil: no client id
+	subject, issuer           string
+	object                    atomic.Pointer[ast.Term]
 }
 
 // newTokenTerm builds the members of id's `token` member for the claim set claims.
@@ -29,13 +31,7 @@ func newTokenTerm(id *Identity, claims *policy.Claims) (*tokenTerm, error) {
 		scopes[i] = ast.StringTerm(s)
 	}
 	return &tokenTerm{claims: claims, scopes: ast.ArrayTerm(scopes...), claimsObject: ast.NewTerm(claimsValue),
-		subject: optionalString(id.Subject), issuer: optionalString(id.Issuer), cid: optionalString(id.ClientID)}, nil
-}
-
-// members pairs each member's name with its term, in the order the object is built.
-func (t *tokenTerm) members() [5]struct{ key, value *ast.Term } {
-	return [...]struct{ key, value *ast.Term }{{tokenMember.scopes, t.scopes}, {tokenMember.claims, t.claimsObject},
-		{tokenMember.subject, t.subject}, {tokenMember.issuer, t.issuer}, {tokenMember.clientID, t.cid}}
+		cid: optionalString(id.ClientID), subject: id.Subject, issuer: id.Issuer}, nil
 }
 
 // whole is the `token` object, built on first use; concurrent first uses build equal objects and keep one.
@@ -44,7 +40,8 @@ func (t *tokenTerm) whole() *ast.Term {
 		return o
 	}
 	obj := ast.NewObjectWithCapacity(5)
-	for _, m := range t.members() {
+	for _, m := range [...]struct{ key, value *ast.Term }{{tokenMember.scopes, t.scopes}, {tokenMember.claims, t.claimsObject},
+		{tokenMember.subject, optionalString(t.subject)}, {tokenMember.issuer, optionalString(t.issuer)}, {tokenMember.clientID, t.cid}} {
 		if m.value != nil {
 			obj.Insert(m.key, m.value)
 		}
@@ -56,25 +53,23 @@ func (t *tokenTerm) whole() *ast.Term {
 	return o
 }
 
-// lookup is policy.Descend on the whole object at path (under `token`), without building the object when
-// path names a member.
+// lookup is policy.Descend on the whole object at path (under `token`), without building the object for
+// scopes, claims and client_id.
 func (t *tokenTerm) lookup(path ast.Ref) (*ast.Term, bool) {
-	if len(path) == 0 {
-		return t.whole(), true
-	}
-	name, ok := path[0].Value.(ast.String)
-	if !ok {
-		return nil, true // the decision cache's paths hold strings only; no such member
-	}
-	for _, m := range t.members() {
-		if string(m.key.Value.(ast.String)) == string(name) {
-			if m.value == nil {
+	if len(path) > 0 {
+		switch path[0].Value {
+		case tokenMember.scopes.Value:
+			return policy.Descend(t.scopes, path[1:])
+		case tokenMember.claims.Value:
+			return policy.Descend(t.claimsObject, path[1:])
+		case tokenMember.clientID.Value:
+			if t.cid == nil {
 				return nil, true
 			}
-			return policy.Descend(m.value, path[1:])
+			return policy.Descend(t.cid, path[1:])
 		}
 	}
-	return nil, true // the object has no other member
+	return policy.Descend(t.whole(), path)
 }
 
 // claimsObject is input.token.claims: the members of claims the set names (every one for the nil set).
