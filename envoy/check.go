@@ -165,9 +165,9 @@ var metadataField = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields
 //
 // It is returned already encoded, as the CheckResponse's dynamic_metadata field (Response sets it as the
 // message's raw field bytes, which the gRPC codec sends as they are): the identity's fields are encoded
-// once per cached token (identityEntries; kept from its second request on), and only the per-request strings (resource, MCP method and
-// tool) are appended per Check (marshalling the Struct from its map on every Check cost more than the rest
-// of the response). A Struct is a map, whose entries may come in any order on the wire; Envoy (and any
+// once per cached token (identityEntries; kept from its second request on), and only the per-request
+// strings (resource, MCP method and tool) are appended per Check (marshalling the Struct from its map on
+// every Check cost more than the rest of the response). A Struct is a map, whose entries may come in any order on the wire; Envoy (and any
 // protobuf parser) reads the concatenation as one Struct.
 func metadata(d *authz.Decision, claims bool) protoreflect.RawFields {
 	id := d.Identity
