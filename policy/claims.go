@@ -23,6 +23,10 @@ const TokenClaimsRule = "token_claims"
 // Immutable; a generation's pointer identifies its set.
 type Claims struct {
 	names []string // sorted, unique
+	// undeclared are the places, outside the modules that define token_claims, where the policy reads a
+	// claim by a variable name (directly, or by calling a function that does): the claims read there are
+	// absent unless token_claims names them (policyLoadWarnings).
+	undeclared []string
 }
 
 // Names returns the claim names, sorted; nil for every claim. The slice must not be modified.
@@ -98,7 +102,59 @@ func declaredClaims(ctx context.Context, compiler *ast.Compiler, store storage.S
 			return false
 		})
 	}
-	return &Claims{names: slices.Sorted(maps.Keys(names))}, nil
+	return &Claims{names: slices.Sorted(maps.Keys(names)), undeclared: undeclaredReads(compiler, rule)}, nil
+}
+
+// undeclaredReads lists, sorted, the places in the modules that do not define rule (token_claims) where a
+// claim is read by a variable name: a ref input.token.claims[x] with x not a string, or a call of a
+// function whose body holds one. A rule added in a file of its own that reads claims that way would see
+// them absent, and a denial that tests a claim would then not deny: the load warns about each place.
+func undeclaredReads(compiler *ast.Compiler, rule ast.Ref) []string {
+	variableRead := func(x any) bool {
+		found := false
+		ast.WalkRefs(x, func(r ast.Ref) bool {
+			if len(r) > 3 && r.HasPrefix(tokenClaimsRef) {
+				if _, isString := r[3].Value.(ast.String); !isString {
+					found = true
+				}
+			}
+			return found
+		})
+		return found
+	}
+	readers := map[string]bool{} // functions (data.pkg.name) whose body reads a claim by a variable name
+	for _, m := range compiler.Modules {
+		for _, r := range m.Rules {
+			if len(r.Head.Args) > 0 && variableRead(r.Body) {
+				readers[r.Ref().GroundPrefix().String()] = true
+				readers[m.Package.Path.Extend(r.Ref().GroundPrefix()).String()] = true
+			}
+		}
+	}
+	var places []string
+	for _, m := range compiler.Modules {
+		defines := false
+		for _, r := range m.Rules {
+			if m.Package.Path.Extend(r.Head.Ref().GroundPrefix()).Equal(rule) {
+				defines = true
+			}
+		}
+		if defines {
+			continue
+		}
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			if variableRead(e) || e.IsCall() && readers[e.Operator().String()] {
+				loc := m.Package.Location
+				if e.Location != nil {
+					loc = e.Location
+				}
+				places = append(places, loc.String())
+			}
+			return false
+		})
+	}
+	slices.Sort(places)
+	return slices.Compact(places)
 }
 
 // tokenClaimsRef is input.token.claims.

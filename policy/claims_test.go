@@ -132,3 +132,38 @@ func TestTokenClaimsWholeTokenWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenClaimsUndeclaredReads checks that a file of its own reading claims by a variable name, directly
+// or through a function that does (the shipped policy's claim), is reported at load: with token_claims
+// declared elsewhere, those claims would be absent and a denial testing them would not deny.
+func TestTokenClaimsUndeclaredReads(t *testing.T) {
+	shipped := readFile(t, "../deploy/policies/authz.rego")
+	tests := []struct {
+		name, extra string
+		warn        string // "" for no warning
+	}{
+		{"shipped alone", "", ""},
+		{"constant read", "denials contains {\"rank\": 70, \"reason\": \"x\"} if input.token.claims.department == \"sales\"\n", ""},
+		{"direct variable read", "denials contains {\"rank\": 70, \"reason\": \"x\"} if {\n\tsome c in object.get(authorizer, \"banned\", [])\n\tinput.token.claims[c.claim] == c.value\n}\n", "extra.rego:7"},
+		{"through claim()", "denials contains {\"rank\": 70, \"reason\": \"x\"} if {\n\tsome c in object.get(authorizer, \"banned\", [])\n\tclaim(c.claim, null) == c.value\n}\n", "extra.rego:7"},
+		{"declared in the same file", "token_claims contains c.claim if some c in object.get(authorizer, \"banned\", [])\n\ndenials contains {\"rank\": 70, \"reason\": \"x\"} if {\n\tsome c in object.get(authorizer, \"banned\", [])\n\tclaim(c.claim, null) == c.value\n}\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"authz.rego": shipped}
+			if tc.extra != "" {
+				files["extra.rego"] = "package mcp.authz\n\nimport rego.v1\n\n" + tc.extra
+			}
+			var buf bytes.Buffer
+			if _, err := policy.Load(t.Context(), []string{writePolicy(t, files)}, policy.DefaultQuery,
+				policy.WithLogger(slog.New(slog.NewTextHandler(&buf, nil)))); err != nil {
+				t.Fatal(err)
+			}
+			got := buf.String()
+			warned := strings.Contains(got, "reads claims by a variable name outside")
+			if warned != (tc.warn != "") || tc.warn != "" && !strings.Contains(got, tc.warn) {
+				t.Errorf("log %q, want a warning at %q", got, tc.warn)
+			}
+		})
+	}
+}

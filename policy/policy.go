@@ -168,6 +168,9 @@ func prepare(ctx context.Context, compiler *ast.Compiler, store storage.Store, q
 	if claims != nil && p.reads.wholeToken() {
 		o.log.WarnContext(ctx, "policy declares token_claims but may read input.token whole: the claims it reads through a variable must be in token_claims, the others are left out", "token_claims", claims.Names())
 	}
+	if claims != nil && len(claims.undeclared) > 0 {
+		o.log.WarnContext(ctx, "policy reads claims by a variable name outside the files that define token_claims: those claims are absent unless token_claims names them", "token_claims", claims.Names(), "at", claims.undeclared)
+	}
 	switch {
 	case o.cacheSize < 0:
 		p.cacheOff = "turned off by configuration"
