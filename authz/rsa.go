@@ -44,8 +44,8 @@ func newRSAKey(pub *rsa.PublicKey) *rsaKey {
 // pkcs1v15Hashes are the hashes of the RSASSA-PKCS1-v1_5 algorithms of JWS (RFC 7518 §3.3), with the DER
 // prefix of their DigestInfo (RFC 8017 §9.2, note 1).
 var pkcs1v15Hashes = map[jwa.SignatureAlgorithm]struct {
-	hash   crypto.Hash
-	sum    func([]byte) []byte // the hash of a message, without a hash.Hash on the heap
+	hash   crypto.Hash         // the hash function, as crypto/rsa names it (TestRSAVerifyDifferential's oracle)
+	sum    func([]byte) []byte // its sum of a message, without a hash.Hash on the heap
 	prefix []byte
 }{
 	jwa.RS256: {crypto.SHA256, func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }, []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}},

@@ -163,7 +163,7 @@ func TestDifferential(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			size, hits, misses := policy.CacheStatsForTest(cached)
+			size, hits, misses := cacheStats(cached)
 			t.Logf("%d decisions cached, %d hits, %d misses", size, hits, misses)
 			if hits == 0 || size == 0 || size > len(inputs) {
 				t.Fatalf("%d decisions cached, %d hits: the cache was not exercised", size, hits)
@@ -219,7 +219,7 @@ decision := {"allow": tenant == "a", "reason": tenant}
 		if err != nil || d.Allow != tc.allow || d.Reason != tc.reason {
 			t.Fatalf("request %d (x-tenant %q): %+v, %v; want allow %v, reason %q", i, tc.tenant, d, err, tc.allow, tc.reason)
 		}
-		if _, hits, _ := policy.CacheStatsForTest(p); hits != tc.hits {
+		if _, hits, _ := cacheStats(p); hits != tc.hits {
 			t.Fatalf("request %d: %d hits, want %d", i, hits, tc.hits)
 		}
 	}
@@ -281,7 +281,7 @@ func TestCacheOffOrErrors(t *testing.T) {
 					t.Fatalf("error %v, want one: %v", err, tc.wantErr)
 				}
 			}
-			if size, hits, _ := policy.CacheStatsForTest(p); size != 0 || hits != 0 {
+			if size, hits, _ := cacheStats(p); size != 0 || hits != 0 {
 				t.Fatalf("%d decisions cached, %d hits; want none", size, hits)
 			}
 		})
@@ -302,7 +302,7 @@ func TestCacheBounded(t *testing.T) {
 		if err != nil || d.Reason != r {
 			t.Fatalf("%+v, %v; want reason %s", d, err, r)
 		}
-		if size, _, _ := policy.CacheStatsForTest(p); size > 8 {
+		if size, _, _ := cacheStats(p); size > 8 {
 			t.Fatalf("%d decisions cached, more than 8", size)
 		}
 	}
@@ -325,7 +325,7 @@ func TestCachedDecisionNotShared(t *testing.T) {
 		}
 		d.RequiredScopes[0], d.Headers["x"] = "changed", "changed"
 	}
-	if _, hits, _ := policy.CacheStatsForTest(p); hits != 2 {
+	if _, hits, _ := cacheStats(p); hits != 2 {
 		t.Fatalf("%d hits, want 2", hits)
 	}
 }
@@ -394,4 +394,10 @@ decision := {"allow": true, "reason": "ok"} if {
 			}
 		})
 	}
+}
+
+// cacheStats is p.CacheStats as the tests compare it: decisions held, hits, misses.
+func cacheStats(p *policy.Policy) (size int, hits, misses uint64) {
+	st := p.CacheStats()
+	return st.Decisions, st.Hits, st.Misses
 }

@@ -37,15 +37,6 @@ func (c *Claims) Names() []string {
 	return c.names
 }
 
-// Has reports whether the claim called name is in the set; every claim is in the nil set.
-func (c *Claims) Has(name string) bool {
-	if c == nil {
-		return true
-	}
-	_, found := slices.BinarySearch(c.names, name)
-	return found
-}
-
 // Filter returns claims with only the set's members: claims itself for the nil set, else a new map.
 func (c *Claims) Filter(claims map[string]any) map[string]any {
 	if c == nil {

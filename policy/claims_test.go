@@ -92,7 +92,7 @@ decision := {"allow": true, "reason": json.marshal(object.keys(input.token.claim
 			t.Errorf("%s: Explain saw claims %v, want only team", sub, got)
 		}
 	}
-	if size, hits, _ := policy.CacheStatsForTest(p); size != 1 || hits != 1 {
+	if size, hits, _ := cacheStats(p); size != 1 || hits != 1 {
 		t.Errorf("decision cache holds %d decisions after %d hits, want 1 decision shared by alice and bob", size, hits)
 	}
 	if in := input("carol"); in["token"].(map[string]any)["claims"].(map[string]any)["jti"] != "carol-1" {
