@@ -131,9 +131,9 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 	if n := c.TokenExchangeCache.MaxEntries; n > MaxTokenExchangeCacheEntries {
 		fail("token_exchange_cache.max_entries", "must be at most %d, or negative to turn the cache off, not %d", MaxTokenExchangeCacheEntries, n)
 	}
-	issuers := map[string]bool{}
+	issuers := map[string]Issuer{}
 	for _, is := range c.Issuers {
-		issuers[is.Issuer] = true
+		issuers[is.Issuer] = is
 	}
 	for i, r := range c.Resources {
 		te := r.TokenExchange
@@ -141,11 +141,24 @@ func (c *Config) validateTokenExchange(fail func(field, format string, a ...any)
 			continue
 		}
 		p := fmt.Sprintf("resources[%d].token_exchange", i)
-		if te.Issuer != "" && !issuers[te.Issuer] {
+		is, known := issuers[te.Issuer]
+		switch {
+		case te.Issuer != "" && !known:
 			fail(p+".issuer", "%q is not a configured issuer (issuers[].issuer)", te.Issuer)
+		case te.Issuer == "" && len(c.Issuers) > 1:
+			fail(p+".issuer", "required with several issuers: mcp-authz's client credentials and the client's token must go to one IdP, not to whichever issued the token")
 		}
 		if te.TokenEndpoint != "" {
-			if err := checkURL(te.TokenEndpoint); err != nil {
+			// The client's token and mcp-authz's client credentials go there: the issuer's rule for the
+			// endpoints its discovery names applies (no plain http unless allow_insecure_http).
+			if len(c.Issuers) == 1 {
+				is = c.Issuers[0]
+			}
+			err := checkURL(te.TokenEndpoint)
+			if err == nil {
+				err = is.CheckEndpoint(te.TokenEndpoint)
+			}
+			if err != nil {
 				fail(p+".token_endpoint", "%v", err)
 			}
 		}

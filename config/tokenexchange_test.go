@@ -49,6 +49,8 @@ func TestTokenExchangeErrorsNameTheField(t *testing.T) {
 		{"resource with fragment", ok + `, resource: "https://api/v1#x"`, "", "resources[0].token_exchange.resource: a resource URI has no fragment"},
 		{"unknown issuer", ok + `, issuer: "https://other"`, "", `resources[0].token_exchange.issuer: "https://other" is not a configured issuer`},
 		{"relative token endpoint", ok + `, token_endpoint: /token`, "", "resources[0].token_exchange.token_endpoint"},
+		{"plain http token endpoint", ok + `, token_endpoint: "http://idp.example.com/token"`, "", "resources[0].token_exchange.token_endpoint: is plain http"},
+		{"http token endpoint under https discovery", ok + `, token_endpoint: "http://127.0.0.1/token"`, "", "resources[0].token_exchange.token_endpoint: is plain http"},
 		{"no client id", `audience: "https://api", client_secret_file: SECRET`, "", "resources[0].token_exchange.client_id: required"},
 		{"no client authentication", `audience: "https://api", client_id: c`, "", "resources[0].token_exchange.client_secret_file: client_secret_file or private_key_jwt is required"},
 		{"both client authentications", ok + `, private_key_jwt: {key_file: SECRET}`, "", "resources[0].token_exchange.private_key_jwt: set either"},
@@ -69,6 +71,38 @@ func TestTokenExchangeErrorsNameTheField(t *testing.T) {
 			_, err := Parse([]byte(exchangeBase(t, tc.te) + tc.extra))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTokenExchangeIssuerWithSeveralIssuers checks that with several issuers a token_exchange block must
+// name the one it exchanges at (its client credentials go to that IdP only), and that the named issuer's
+// allow_insecure_http governs a configured token endpoint.
+func TestTokenExchangeIssuerWithSeveralIssuers(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := func(te string) []byte {
+		return []byte(`resources: [{url: "https://m/mcp", token_exchange: {audience: "https://api", client_id: c, client_secret_file: ` + secret + te + `}}]
+issuers:
+  - {discovery_url: "https://a/.well-known/openid-configuration"}
+  - {discovery_url: "http://b.internal/.well-known/openid-configuration", allow_insecure_http: true}
+policy: {paths: ["."]}
+`)
+	}
+	tests := []struct{ name, te, want string }{
+		{"no issuer", ``, "resources[0].token_exchange.issuer: required with several issuers"},
+		{"issuer a", `, issuer: "https://a"`, ""},
+		{"issuer a, plain http endpoint", `, issuer: "https://a", token_endpoint: "http://a/token"`, "token_endpoint: is plain http"},
+		{"issuer b allows plain http", `, issuer: "http://b.internal", token_endpoint: "http://b.internal/token"`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(doc(tc.te))
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("error = %v, want %q", err, tc.want)
 			}
 		})
 	}

@@ -197,8 +197,12 @@ func subjectHash(g authz.Grant) [sha256.Size]byte {
 // exchange makes one token exchange for g at b's token endpoint.
 func (e *Exchanger) exchange(ctx context.Context, b *block, g authz.Grant) (*entry, *authz.Error) {
 	endpoint, issuer := b.cfg.TokenEndpoint, b.cfg.Issuer
-	if issuer == "" && g.Identity != nil {
+	switch {
+	case issuer == "" && g.Identity != nil:
 		issuer = g.Identity.Issuer
+	case g.Identity != nil && g.Identity.Issuer != issuer:
+		// Another trusted IdP's token: it is not sent to this IdP, nor are mcp-authz's credentials used for it.
+		return nil, &authz.Error{Status: http.StatusForbidden, Description: quote("token exchange is configured at " + issuer + ", not at the token's issuer " + g.Identity.Issuer)}
 	}
 	if endpoint == "" {
 		var err error

@@ -659,3 +659,19 @@ func TestFileValue(t *testing.T) {
 		t.Fatalf("get = %q, %v", v, err)
 	}
 }
+
+// TestExchangeRefusesAnotherIssuersToken checks that a block configured for one issuer does not send a
+// token of another trusted issuer to its IdP: 403, and the IdP is never asked.
+func TestExchangeRefusesAnotherIssuersToken(t *testing.T) {
+	as := newFakeAS(t)
+	e := setup(t, as, &config.TokenExchange{Issuer: as.srv.URL, Audience: "https://api.example.com"}, nil)
+	g := grant(as, subjectToken)
+	g.Identity.Issuer = "https://other-idp.example.com"
+	hs, xerr := e.Credential(t.Context(), g)
+	if xerr == nil || xerr.Status != http.StatusForbidden || len(hs) != 0 {
+		t.Fatalf("Credential = %v, %v; want 403", hs, xerr)
+	}
+	if n := len(as.requests()); n != 0 {
+		t.Errorf("the IdP got %d requests, want none", n)
+	}
+}
