@@ -80,7 +80,7 @@ func (b *Bridge) approved(r *http.Request, is *issuer, clientID string) bool {
 
 // remember adds an approval of the client whose digest is client to the consent cookie.
 func (b *Bridge) remember(w http.ResponseWriter, r *http.Request, is *issuer, client string) {
-	ttl := time.Duration(b.cfg.ConsentTTL)
+	ttl := b.cfg.Consent()
 	if ttl <= 0 {
 		return
 	}

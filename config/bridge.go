@@ -21,10 +21,19 @@ type Bridge struct {
 	// AllowLoopbackRedirects accepts http://127.0.0.1, http://[::1] and http://localhost redirect URIs on any
 	// port and path (RFC 8252 native clients). Default true; read it with LoopbackRedirects.
 	AllowLoopbackRedirects *bool `json:"allow_loopback_redirects,omitempty"`
-	// ConsentTTL is how long a browser's approval of a client is remembered. Default 720h.
-	ConsentTTL Duration `json:"consent_ttl,omitempty"`
+	// ConsentTTL is how long a browser's approval of a client is remembered; 0s asks every time. Default
+	// 720h (when absent); read it with Consent.
+	ConsentTTL *Duration `json:"consent_ttl,omitempty"`
 	// CIMD bounds the fetching of Client ID Metadata Documents.
 	CIMD CIMD `json:"cimd"`
+}
+
+// Consent is how long an approval is remembered (ConsentTTL; 0: ask every time).
+func (b *Bridge) Consent() time.Duration {
+	if b.ConsentTTL == nil {
+		return 0
+	}
+	return time.Duration(*b.ConsentTTL)
 }
 
 // LoopbackRedirects reports whether loopback redirect URIs are allowed (default true).
@@ -103,8 +112,9 @@ var reservedAuthorizeParams = map[string]bool{
 
 func (c *Config) applyBridgeDefaults() {
 	if b := c.Bridge; b != nil {
-		if b.ConsentTTL == 0 {
-			b.ConsentTTL = Duration(720 * time.Hour)
+		if b.ConsentTTL == nil {
+			d := Duration(720 * time.Hour)
+			b.ConsentTTL = &d
 		}
 		if b.CIMD.MaxBytes == 0 {
 			b.CIMD.MaxBytes = 16384
@@ -196,7 +206,7 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 			fail(fmt.Sprintf("bridge.redirect_uris[%d]", i), "%v", err)
 		}
 	}
-	if b.ConsentTTL < 0 || b.ConsentTTL > Duration(8760*time.Hour) {
+	if ttl := b.Consent(); ttl < 0 || ttl > 8760*time.Hour {
 		fail("bridge.consent_ttl", "must be between 0s (ask every time) and 8760h")
 	}
 	if b.CIMD.MaxBytes < 256 || b.CIMD.MaxBytes > 1<<20 {

@@ -32,9 +32,15 @@ func TestBridgeDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, ib := c.Bridge, c.Issuers[0].Bridge
-	if !b.LoopbackRedirects() || time.Duration(b.ConsentTTL) != 720*time.Hour || b.CIMD.MaxBytes != 16384 ||
+	if !b.LoopbackRedirects() || b.Consent() != 720*time.Hour || b.CIMD.MaxBytes != 16384 ||
 		time.Duration(b.CIMD.Timeout) != 5*time.Second || b.CIMD.AllowPrivateNetworks || b.CIMD.AllowHTTPLoopback {
 		t.Errorf("bridge defaults %+v", b)
+	}
+	// 0s is kept: ask every time (only an absent consent_ttl takes the default).
+	if c, err := Parse([]byte(bridgeBase(t) + "  consent_ttl: 0s\n")); err != nil {
+		t.Error(err)
+	} else if c.Bridge.Consent() != 0 {
+		t.Errorf("consent_ttl: 0s reads as %v, want 0 (ask every time)", c.Bridge.Consent())
 	}
 	if ib.ID != "default" || ib.Resource != "pass" {
 		t.Errorf("issuer bridge defaults %+v", ib)
