@@ -105,7 +105,9 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 		resources: cfg.Resources,
 		redirects: newRedirectPolicy(cfg.Bridge.RedirectURIs, cfg.Bridge.LoopbackRedirects()),
 		replay:    newReplayCache(1 << 16),
-		client:    &http.Client{Timeout: 8 * time.Second},
+		// Redirects are not followed: a token request carries the client secret and the code.
+		client: &http.Client{Timeout: 8 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		log:       log.With("component", "bridge"),
 		now:       time.Now,
 		publicURL: pu,

@@ -272,7 +272,7 @@ func (f *cimdFetcher) dialContext(d *net.Dialer) func(ctx context.Context, netwo
 		var lastErr error = fmt.Errorf("%s: no address", host)
 		for _, a := range addrs {
 			if err := f.allowed(a); err != nil {
-				lastErr = fmt.Errorf("%s resolves to %s: %w", host, a, err)
+				lastErr = fmt.Errorf("%s: %w", host, err) // not the address: the error reaches the browser's page
 				continue
 			}
 			c, err := d.DialContext(ctx, network, net.JoinHostPort(a.Unmap().String(), port))

@@ -59,7 +59,7 @@ func redirectTo(w http.ResponseWriter, r *http.Request, redirectURI string, para
 		errorPage(w, http.StatusBadRequest, "Invalid redirect URI", "The client's redirect URI cannot be used.")
 		return
 	}
-	q := u.Query()
+	q := url.Values{}
 	for k, vs := range params {
 		q[k] = vs
 	}
@@ -67,7 +67,13 @@ func redirectTo(w http.ResponseWriter, r *http.Request, redirectURI string, para
 		q.Set("state", state)
 	}
 	q.Set("iss", iss)
-	u.RawQuery = q.Encode()
+	// The URI's own query is kept as registered, byte for byte (RFC 6749 section 3.1.2): the parameters
+	// are appended, never re-encoded with it.
+	if u.RawQuery != "" {
+		u.RawQuery += "&" + q.Encode()
+	} else {
+		u.RawQuery = q.Encode()
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, u.String(), http.StatusFound)

@@ -66,7 +66,7 @@ func (d *idpDiscovery) get(ctx context.Context) (*idpMetadata, error) {
 		return nil, d.lastErr
 	}
 	d.lastTried = now
-	m, err := d.fetch(ctx)
+	m, err := d.fetch(context.WithoutCancel(ctx)) // one caller leaving must not fail the others for idpRetryAfter
 	d.lastErr = err
 	if err != nil {
 		if d.cur != nil {
