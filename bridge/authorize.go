@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/mcp-authz/mcp-authz/config"
@@ -112,6 +113,9 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.TrimSpace(scope) == "" {
 		scope = b.defaultScope(resource)
+	} else if s, ok := b.scopeAllowed(is, resource, scope); !ok {
+		fail("invalid_scope", "scope "+s+" is not one the resource supports")
+		return
 	}
 	meta, err := is.idp.get(ctx)
 	if err != nil {
@@ -124,7 +128,7 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 	verifier := rand.Text() + rand.Text()
 	tx := txn{ID: rand.Text(), Bridge: is.id, Client: digest(c.id), Label: shorten(c.label()), RedirectURI: redirectURI, State: state,
 		Challenge: challenge, Scope: strings.Join(strings.Fields(scope), " "), Resource: resource, Verifier: verifier, Binding: digest("bind:" + binding)}
-	if b.approved(r, is, c.id) {
+	if b.approved(r, is, tx.consentKey()) {
 		d.outcome, d.reason = "allow", "approved before in this browser"
 		b.logDecision(ctx, is, d)
 		b.toIdP(w, r, is, meta, tx)
@@ -187,6 +191,36 @@ func (b *Bridge) resource(values []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("resource %q is not a server this authorization server protects", shorten(values[0]))
+}
+
+// consentKey identifies what a browser approves: this client, for this resource and these scopes (a
+// remembered approval of fewer scopes or another resource asks again).
+func (tx txn) consentKey() string {
+	scopes := strings.Fields(tx.Scope)
+	slices.Sort(scopes)
+	return digest(tx.Client + "\x00" + tx.Resource + "\x00" + strings.Join(slices.Compact(scopes), " "))
+}
+
+// scopeAllowed reports whether every scope of the request is one the resource lists (scopes_supported,
+// challenge_scopes), an OpenID Connect scope, or one of the issuer's extra_scopes; else the first that is
+// not. A resource that lists no scopes limits none. The one bridge client may hold more scopes at the IdP
+// than an MCP client should obtain through it.
+func (b *Bridge) scopeAllowed(is *issuer, resource, scope string) (string, bool) {
+	var listed []string
+	for _, r := range b.resources {
+		if r.URL == resource {
+			listed = append(append(listed, r.ScopesSupported...), r.ChallengeScopes...)
+		}
+	}
+	if len(listed) == 0 {
+		return "", true
+	}
+	for _, s := range strings.Fields(scope) {
+		if !oidcScopes[s] && !slices.Contains(listed, s) && !slices.Contains(is.cfg.ExtraScopes, s) {
+			return s, false
+		}
+	}
+	return "", true
 }
 
 // defaultScope is the scope of a request that names none: what the resource's 401 challenge asks for

@@ -71,6 +71,7 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"unknown resource", func(q url.Values) { q.Set("resource", "https://other.example/mcp") }, "invalid_target"},
 		{"two resources", func(q url.Values) { q.Add("resource", testResource) }, "invalid_target"},
 		{"bad scope", func(q url.Values) { q.Set("scope", "tools:read \"x\"") }, "invalid_scope"},
+		{"scope the resource does not list", func(q url.Values) { q.Set("scope", "tools:read admin:everything") }, "invalid_scope"},
 		{"oversized state", func(q url.Values) { q.Set("state", strings.Repeat("s", maxStateBytes+1)) }, "invalid_request"},
 	}
 	for _, tt := range tests {

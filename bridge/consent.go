@@ -72,14 +72,14 @@ func (b *Bridge) readGrants(r *http.Request, is *issuer) grants {
 	return g
 }
 
-// approved reports whether this browser approved clientID, and the approval has not ended.
-func (b *Bridge) approved(r *http.Request, is *issuer, clientID string) bool {
-	exp, ok := b.readGrants(r, is).G[digest(clientID)]
+// approved reports whether this browser approved key (txn.consentKey), and the approval has not ended.
+func (b *Bridge) approved(r *http.Request, is *issuer, key string) bool {
+	exp, ok := b.readGrants(r, is).G[key]
 	return ok && b.now().Unix() < exp
 }
 
-// remember adds an approval of the client whose digest is client to the consent cookie.
-func (b *Bridge) remember(w http.ResponseWriter, r *http.Request, is *issuer, client string) {
+// remember adds an approval (txn.consentKey) to the consent cookie.
+func (b *Bridge) remember(w http.ResponseWriter, r *http.Request, is *issuer, key string) {
 	ttl := b.cfg.Consent()
 	if ttl <= 0 {
 		return
@@ -91,7 +91,7 @@ func (b *Bridge) remember(w http.ResponseWriter, r *http.Request, is *issuer, cl
 			delete(g.G, k)
 		}
 	}
-	g.G[client] = now.Add(ttl).Unix()
+	g.G[key] = now.Add(ttl).Unix()
 	if len(g.G) > maxGrants {
 		keys := make([]string, 0, len(g.G))
 		for k := range g.G {
@@ -217,7 +217,7 @@ func (b *Bridge) consent(is *issuer, w http.ResponseWriter, r *http.Request) {
 		}
 		d.outcome, d.reason = "allow", "approved by the user"
 		b.logDecision(ctx, is, d)
-		b.remember(w, r, is, tx.Client)
+		b.remember(w, r, is, tx.consentKey())
 		b.toIdP(w, r, is, meta, tx)
 	case "deny":
 		d.reason = "refused by the user"

@@ -138,3 +138,26 @@ func TestConsentRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestConsentRememberedPerResourceAndScopes checks that an approval is remembered for what was approved:
+// the same client, resource and scopes go straight to the IdP; more scopes ask again.
+func TestConsentRememberedPerResourceAndScopes(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	id := e.register(redirect)
+	f := e.newFlow(id, redirect)
+	if r := f.consent(f.authorize(), "allow"); r.status != http.StatusFound || !strings.HasPrefix(r.location.String(), e.idp.Issuer()) {
+		t.Fatalf("approval: %d %v", r.status, r.location)
+	}
+	again := e.newFlow(id, redirect)
+	again.br = f.br // the same browser
+	if r := again.authorize(); r.status != http.StatusFound || !strings.HasPrefix(r.location.String(), e.idp.Issuer()) {
+		t.Errorf("same client, resource and scopes: %d %v, want the IdP without asking", r.status, r.location)
+	}
+	wider := e.newFlow(id, redirect)
+	wider.br = f.br
+	wider.params.Set("scope", "tools:read tools:call")
+	if r := wider.authorize(); r.status != http.StatusOK || !strings.Contains(r.body, "tools:call") {
+		t.Errorf("more scopes: %d %v, want the consent page again", r.status, r.location)
+	}
+}
