@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,7 @@ type Minter struct {
 	now       func() time.Time
 	log       *slog.Logger
 	minted    atomic.Uint64
+	warned    sync.Map // reserved claim names a policy set, each warned about once (a policy sets one on every allow)
 }
 
 // NewMinter returns the Minter of cfg's identity_assertion block, signing with keys; now is its clock
@@ -117,7 +119,9 @@ func (m *Minter) extraClaims(ctx context.Context, cs map[string]any) string {
 	keep := make(map[string]any, len(cs))
 	for name, v := range cs {
 		if slices.Contains(reserved, name) {
-			m.log.WarnContext(ctx, "policy assertion claim ignored: mcp-authz sets it", "claim", name)
+			if _, seen := m.warned.LoadOrStore(name, true); !seen {
+				m.log.WarnContext(ctx, "policy assertion claim ignored: mcp-authz sets it (warned once per claim)", "claim", name)
+			}
 			continue
 		}
 		keep[name] = v

@@ -165,3 +165,20 @@ func TestMintFailureRefuses(t *testing.T) {
 		t.Errorf("log: %s", logs)
 	}
 }
+
+// TestReservedClaimWarnedOnce: a policy that sets a reserved claim sets it on every allow; the log says so
+// once per claim name, not once per request.
+func TestReservedClaimWarnedOnce(t *testing.T) {
+	now := time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
+	m, _, logs := newMinter(t, &now)
+	for range 3 {
+		g := grant(resourceA, now.Add(time.Hour))
+		g.AssertionClaims = map[string]any{"sub": "mallory", "tenant": "acme"}
+		if _, e := m.Credential(context.Background(), g); e != nil {
+			t.Fatal(e)
+		}
+	}
+	if n := strings.Count(logs.String(), "policy assertion claim ignored"); n != 1 {
+		t.Errorf("%d warnings for claim sub, want 1:\n%s", n, logs)
+	}
+}

@@ -29,7 +29,8 @@ type Grant struct {
 	// policy reports none).
 	PolicyRevision string
 	// AssertionClaims are the claims the policy's decision adds to a signed identity assertion
-	// (`assertion_claims`); shared with the policy's decision cache, so never modified.
+	// (`assertion_claims`); the map is this request's copy, its values are shared with the policy's decision
+	// cache, so never modified.
 	AssertionClaims map[string]any
 }
 
