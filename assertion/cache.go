@@ -35,7 +35,7 @@ func newSlot() any { return new(slot) }
 // mintedAssertion is one signed assertion and what it was minted under.
 type mintedAssertion struct {
 	headers   []authz.Header // the assertion's header, shared by every request reusing it: never modified
-	signer    *signingKey
+	signer    *signingKey // compared by kid (the key's thumbprint): a reload that parses the same key again reuses
 	revision  string
 	extra     string
 	refreshAt time.Time // half its lifetime: from then on a request mints a new one
@@ -52,7 +52,7 @@ func (m *Minter) assertion(key *slotKey, mem memo, g authz.Grant, extra string, 
 	}
 	s := v.(*slot)
 	signer := m.keys.signer()
-	if c := s.cur.Load(); c != nil && c.signer == signer && c.revision == g.PolicyRevision && c.extra == extra && now.Before(c.refreshAt) {
+	if c := s.cur.Load(); c != nil && signer != nil && c.signer.kid == signer.kid && c.revision == g.PolicyRevision && c.extra == extra && now.Before(c.refreshAt) {
 		return c.headers, nil
 	}
 	value, exp, err := m.mint(signer, g, extra, now)
