@@ -35,7 +35,7 @@ func newSlot() any { return new(slot) }
 // mintedAssertion is one signed assertion and what it was minted under.
 type mintedAssertion struct {
 	headers   []authz.Header // the assertion's header, shared by every request reusing it: never modified
-	signer    *signingKey // compared by kid (the key's thumbprint): a reload that parses the same key again reuses
+	signer    *signingKey    // compared by kid (the key's thumbprint): a reload that parses the same key again reuses
 	revision  string
 	extra     string
 	refreshAt time.Time // half its lifetime: from then on a request mints a new one
