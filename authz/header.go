@@ -3,6 +3,7 @@ package authz
 import (
 	"unicode/utf8"
 
+	"github.com/mcp-authz/mcp-authz/config"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -22,12 +23,9 @@ func headerValue(v string) bool {
 // isOWS reports whether c is HTTP optional whitespace (SP or HTAB).
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
-// safeHeader keeps policies from setting hop-by-hop, pseudo or credential headers, and names or values
-// HTTP cannot carry as they are (a name that is not an RFC 9110 token; headerValue).
+// safeHeader keeps policies from setting the headers config.ReservedHeader names (hop-by-hop, framing,
+// credential, pseudo and Envoy's own), and names or values HTTP cannot carry as they are (a name that is not
+// an RFC 9110 token; headerValue).
 func safeHeader(name, value string) bool {
-	switch name {
-	case "authorization", "host", "connection", "transfer-encoding", "content-length", "cookie", "proxy-authorization", "te", "upgrade":
-		return false
-	}
-	return httpguts.ValidHeaderFieldName(name) && headerValue(value)
+	return !config.ReservedHeader(name) && httpguts.ValidHeaderFieldName(name) && headerValue(value)
 }

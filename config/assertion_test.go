@@ -43,6 +43,10 @@ func TestIdentityAssertionErrorsNameTheField(t *testing.T) {
 		{"header not a token", block(", header: \"x mcp\""), "identity_assertion.header"},
 		{"header is an identity header", block(", header: x-mcp-subject"), "identity_assertion.header: \"x-mcp-subject\" is also an identity header"},
 		{"header is authorization", block(", header: authorization"), "identity_assertion.header"},
+		{"header is hop-by-hop", block(", header: connection"), "identity_assertion.header: \"connection\" is a header the request needs for itself"},
+		{"header is Envoy's", block(", header: x-envoy-auth-headers-to-remove"), "identity_assertion.header"},
+		{"identity header is authorization", base + "identity_headers: {subject: authorization}\n", "identity_headers.subject: \"authorization\" is a header"},
+		{"identity header not a token", base + "identity_headers: {email: \"x email\"}\n", "identity_headers.email"},
 		{"issuer not a URL", block(", issuer: authz"), "identity_assertion.issuer"},
 	}
 	for _, tc := range tests {
