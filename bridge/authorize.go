@@ -21,12 +21,15 @@ type txn struct {
 	Client      string `json:"c"` // digest of the client id: the code is bound to it
 	Label       string `json:"l"` // the client's label, for the log
 	RedirectURI string `json:"r"`
-	State       string `json:"s,omitempty"`
-	Challenge   string `json:"cc"`
-	Scope       string `json:"sc,omitempty"` // as the client asked (MCP names)
-	Resource    string `json:"res,omitempty"`
-	Verifier    string `json:"v"` // the bridge's own PKCE verifier towards the IdP
-	Binding     string `json:"n"` // digest of the browser-binding cookie
+	// RedirectOmitted is true when the request named no redirect_uri (the client's only one was used): the
+	// token request then need not name it either (RFC 6749 section 4.1.3).
+	RedirectOmitted bool   `json:"ro,omitempty"`
+	State           string `json:"s,omitempty"`
+	Challenge       string `json:"cc"`
+	Scope           string `json:"sc,omitempty"` // as the client asked (MCP names)
+	Resource        string `json:"res,omitempty"`
+	Verifier        string `json:"v"` // the bridge's own PKCE verifier towards the IdP
+	Binding         string `json:"n"` // digest of the browser-binding cookie
 }
 
 // Bounds of the authorization request's parameters.
@@ -65,7 +68,8 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 	}
 	d.client = c.label()
 	redirectURI := q.Get("redirect_uri")
-	if redirectURI == "" && len(c.redirectURIs) == 1 {
+	omitted := redirectURI == ""
+	if omitted && len(c.redirectURIs) == 1 {
 		redirectURI = c.redirectURIs[0]
 	}
 	d.redirect = redirectHost(redirectURI)
@@ -126,7 +130,7 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 	}
 	binding := b.binding(w, r)
 	verifier := rand.Text() + rand.Text()
-	tx := txn{ID: rand.Text(), Bridge: is.id, Client: digest(c.id), Label: shorten(c.label()), RedirectURI: redirectURI, State: state,
+	tx := txn{ID: rand.Text(), Bridge: is.id, Client: digest(c.id), Label: shorten(c.label()), RedirectURI: redirectURI, RedirectOmitted: omitted, State: state,
 		Challenge: challenge, Scope: strings.Join(strings.Fields(scope), " "), Resource: resource, Verifier: verifier, Binding: digest("bind:" + binding)}
 	if b.approved(r, is, tx.consentKey()) {
 		d.outcome, d.reason = "allow", "approved before in this browser"

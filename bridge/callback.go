@@ -12,11 +12,13 @@ type codeGrant struct {
 	Client      string `json:"c"` // digest of the client id
 	Label       string `json:"l"`
 	RedirectURI string `json:"r"`
-	Challenge   string `json:"cc"`
-	Scope       string `json:"sc,omitempty"`
-	Resource    string `json:"res,omitempty"`
-	Verifier    string `json:"v"`  // the bridge's verifier for the IdP's code
-	IdPCode     string `json:"ic"` // the IdP's authorization code
+	// RedirectOmitted: the authorization request named no redirect_uri (txn.RedirectOmitted).
+	RedirectOmitted bool   `json:"ro,omitempty"`
+	Challenge       string `json:"cc"`
+	Scope           string `json:"sc,omitempty"`
+	Resource        string `json:"res,omitempty"`
+	Verifier        string `json:"v"`  // the bridge's verifier for the IdP's code
+	IdPCode         string `json:"ic"` // the IdP's authorization code
 }
 
 // rfc6749AuthzErrors are the authorization error codes relayed from the IdP as they are; others become
@@ -85,7 +87,7 @@ func (b *Bridge) callback(is *issuer, w http.ResponseWriter, r *http.Request) {
 		fail("server_error", "the identity provider answered without a code")
 		return
 	}
-	sealed, err := b.sealer.Seal(PurposeCode, codeGrant{Bridge: is.id, Client: tx.Client, Label: tx.Label, RedirectURI: tx.RedirectURI,
+	sealed, err := b.sealer.Seal(PurposeCode, codeGrant{Bridge: is.id, Client: tx.Client, Label: tx.Label, RedirectURI: tx.RedirectURI, RedirectOmitted: tx.RedirectOmitted,
 		Challenge: tx.Challenge, Scope: tx.Scope, Resource: tx.Resource, Verifier: tx.Verifier, IdPCode: code}, b.now().Add(codeTTL))
 	if err != nil {
 		d.outcome = "error"

@@ -110,7 +110,9 @@ func (b *Bridge) redeemCode(ctx context.Context, is *issuer, w http.ResponseWrit
 		fail(newError(http.StatusBadRequest, "invalid_grant", "the code was issued to another client"))
 		return
 	}
-	if form.Get("redirect_uri") != g.RedirectURI {
+	// RFC 6749 section 4.1.3: the redirect_uri of the authorization request, identical; optional when that
+	// request named none, but then still the one used if given.
+	if (form.Has("redirect_uri") || !g.RedirectOmitted) && form.Get("redirect_uri") != g.RedirectURI {
 		fail(newError(http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's"))
 		return
 	}

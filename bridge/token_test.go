@@ -261,3 +261,43 @@ func TestRefreshLogsClient(t *testing.T) {
 		t.Fatalf("refresh decision without the client: %q", line)
 	}
 }
+
+// TestTokenRedirectURIOptionalWhenOmitted checks RFC 6749 section 4.1.3: a client that named no
+// redirect_uri at the authorization endpoint (its only registered one was used) may leave it out of the
+// token request; if it names one, it must still be that one; a client that named one must repeat it.
+func TestTokenRedirectURIOptionalWhenOmitted(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	redirect := "http://127.0.0.1:5555/cb"
+	id := e.register(redirect)
+	redeem := func(f *flow, redirectURI string, send bool) response {
+		code := f.code().Query().Get("code")
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {f.clientID}, "code_verifier": {f.verifier}}
+		if send {
+			form.Set("redirect_uri", redirectURI)
+		}
+		return f.br.postForm(e.iss+"/token", form)
+	}
+	tests := []struct {
+		name        string
+		omitted     bool // at the authorization endpoint
+		send        bool // at the token endpoint
+		redirectURI string
+		status      int
+	}{
+		{"omitted both times", true, false, "", http.StatusOK},
+		{"omitted, then the same", true, true, redirect, http.StatusOK},
+		{"omitted, then another", true, true, "http://127.0.0.1:5555/other", http.StatusBadRequest},
+		{"named, then omitted", false, false, "", http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := e.newFlow(id, redirect)
+			if tc.omitted {
+				f.params.Del("redirect_uri")
+			}
+			if r := redeem(f, tc.redirectURI, tc.send); r.status != tc.status {
+				t.Errorf("%d %s, want %d", r.status, r.body, tc.status)
+			}
+		})
+	}
+}
