@@ -33,7 +33,7 @@ func newResource(c config.Resource) (*resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource %q: %w", c.URL, err)
 	}
-	r := &resource{cfg: c, host: canonicalHost(u.Host, u.Scheme), path: strings.TrimSuffix(u.EscapedPath(), "/")}
+	r := &resource{cfg: c, host: config.CanonicalHost(u.Host, u.Scheme), path: strings.TrimSuffix(u.EscapedPath(), "/")}
 	r.metadataPath = WellKnownPath + r.path
 	r.metadataURL = u.Scheme + "://" + u.Host + r.metadataPath
 	r.inputTerm = resourceTerm(r)
@@ -47,7 +47,7 @@ func newResource(c config.Resource) (*resource, error) {
 	}
 	for _, a := range auds { // each as configured and in its canonical form (checkAudience)
 		r.audiences = append(r.audiences, a)
-		if ca := canonicalURI(a); ca != a {
+		if ca := config.CanonicalURI(a); ca != a {
 			r.audiences = append(r.audiences, ca)
 		}
 	}
@@ -69,15 +69,6 @@ func newResource(c config.Resource) (*resource, error) {
 		}
 	}
 	return r, nil
-}
-
-// canonicalHost lower-cases host and drops the scheme's default port.
-func canonicalHost(host, scheme string) string {
-	host = strings.ToLower(host)
-	if h, port, err := net.SplitHostPort(host); err == nil && (scheme == "https" && port == "443" || scheme == "http" && port == "80") {
-		return h
-	}
-	return host
 }
 
 // covers reports whether a request path falls under the resource's path.
@@ -120,7 +111,7 @@ func (rs *resources) forRequest(req *Request) (*resource, error) {
 		}
 		return nil, fmt.Errorf("route names unknown resource %q", req.Resource)
 	}
-	host := canonicalHost(req.Host, req.Scheme)
+	host := config.CanonicalHost(req.Host, req.Scheme)
 	if best := rs.longestMatch(req.Path, func(r *resource) bool { return r.host == host }); best != nil {
 		return best, nil
 	}
@@ -176,7 +167,7 @@ func (a *Authorizer) Metadata(host, path string) ([]byte, bool) {
 	}
 	h := strings.ToLower(host)
 	for _, r := range found {
-		if r.host == h || canonicalHost(h, "https") == r.host || canonicalHost(h, "http") == r.host {
+		if r.host == h || config.CanonicalHost(h, "https") == r.host || config.CanonicalHost(h, "http") == r.host {
 			return r.metadata, true
 		}
 	}

@@ -242,16 +242,10 @@ func (b *Bridge) defaultScope(resource string) string {
 	return ""
 }
 
-// sameResource compares resource URIs as RFC 3986 does for scheme and host (case-insensitive), ignoring a
-// trailing slash.
+// sameResource compares resource URIs as the verifier compares a token's audience with a resource
+// (config.CanonicalURI: scheme and host in any case, the default port dropped, the path and query exact).
 func sameResource(configured, given string) bool {
-	c, err1 := url.Parse(configured)
-	g, err2 := url.Parse(given)
-	if err1 != nil || err2 != nil || g.Fragment != "" || g.RawQuery != c.RawQuery {
-		return false
-	}
-	return strings.EqualFold(c.Scheme, g.Scheme) && strings.EqualFold(c.Host, g.Host) &&
-		strings.TrimSuffix(c.EscapedPath(), "/") == strings.TrimSuffix(g.EscapedPath(), "/")
+	return config.CanonicalURI(given) == config.CanonicalURI(configured)
 }
 
 // setResource adds the resource to a request to the IdP as the issuer's bridge says: as resource, as

@@ -65,3 +65,26 @@ func TestRegisteredMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestSameResource: a resource parameter names a configured resource as a token's audience would, by the
+// verifier's rule (config.CanonicalURI): the next hop and the bridge agree on what is the same resource.
+func TestSameResource(t *testing.T) {
+	const configured = "https://mcp.example.com/mcp"
+	for _, tc := range []struct {
+		given string
+		same  bool
+	}{
+		{"https://mcp.example.com/mcp", true},
+		{"HTTPS://MCP.Example.com/mcp", true},
+		{"https://mcp.example.com:443/mcp", true},
+		{"https://mcp.example.com/mcp/", false},
+		{"https://mcp.example.com/MCP", false},
+		{"https://mcp.example.com/mcp#x", false},
+		{"https://mcp.example.com/mcp?x=1", false},
+		{"http://mcp.example.com/mcp", false},
+	} {
+		if got := sameResource(configured, tc.given); got != tc.same {
+			t.Errorf("sameResource(%q) = %v, want %v", tc.given, got, tc.same)
+		}
+	}
+}
