@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/discovery"
 )
 
 // txn is a pending authorization: sealed in the consent form, then in the state sent to the IdP. It holds what
@@ -121,7 +122,7 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 		fail("invalid_scope", "scope "+s+" is not one the resource supports")
 		return
 	}
-	meta, err := is.idp.get(ctx)
+	meta, err := is.idp.Get(ctx)
 	if err != nil {
 		d.outcome = "error"
 		fail("temporarily_unavailable", errIDPUnavailable.Error())
@@ -145,7 +146,7 @@ func (b *Bridge) authorize(is *issuer, w http.ResponseWriter, r *http.Request) {
 
 // toIdP sends the browser to the IdP's authorization endpoint with the bridge's client, its own PKCE challenge
 // and the sealed transaction as state.
-func (b *Bridge) toIdP(w http.ResponseWriter, r *http.Request, is *issuer, meta *idpMetadata, tx txn) {
+func (b *Bridge) toIdP(w http.ResponseWriter, r *http.Request, is *issuer, meta *discovery.Metadata, tx txn) {
 	state, err := b.sealer.Seal(PurposeState, tx, b.now().Add(stateTTL))
 	if err != nil {
 		errorPage(w, http.StatusInternalServerError, "Server error", "The sign-in could not be started.")

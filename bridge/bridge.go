@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/discovery"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 )
@@ -59,7 +60,7 @@ type issuer struct {
 	iss       string // the bridge's issuer identifier: {public_url}/oauth/{id}
 	path      string // its URL path
 	secret    string // the IdP client's secret; "" for a public client
-	idp       *idpDiscovery
+	idp       *discovery.Document
 	idpIssuer string
 }
 
@@ -150,7 +151,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Bridge, error) {
 			}
 			bi.secret = strings.TrimSpace(string(s))
 		}
-		bi.idp = newIDPDiscovery(is, b.client, b.now)
+		bi.idp = discovery.New(is, b.client, b.now, discovery.AuthorizationEndpoint, discovery.TokenEndpoint)
 		b.issuers = append(b.issuers, bi)
 	}
 	return b, nil
@@ -171,7 +172,7 @@ func (b *Bridge) Issuers() []string {
 func (b *Bridge) Run(ctx context.Context) {
 	b.log.Info("OAuth bridge serving", "issuers", b.Issuers())
 	for _, is := range b.issuers {
-		if _, err := is.idp.get(ctx); err != nil && ctx.Err() == nil {
+		if _, err := is.idp.Get(ctx); err != nil && ctx.Err() == nil {
 			b.log.Warn("bridge: IdP discovery failed; retried on first use", "bridge", is.id, "error", err.Error())
 		}
 	}

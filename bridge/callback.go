@@ -58,7 +58,7 @@ func (b *Bridge) callback(is *issuer, w http.ResponseWriter, r *http.Request) {
 		b.logDecision(ctx, is, d)
 		redirectError(w, r, tx.RedirectURI, tx.State, is.iss, newError(0, code, desc))
 	}
-	meta, err := is.idp.get(ctx)
+	meta, err := is.idp.Get(ctx)
 	if err != nil {
 		d.outcome = "error"
 		fail("temporarily_unavailable", errIDPUnavailable.Error())

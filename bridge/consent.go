@@ -208,7 +208,7 @@ func (b *Bridge) consent(is *issuer, w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("decision") {
 	case "allow":
-		meta, err := is.idp.get(ctx)
+		meta, err := is.idp.Get(ctx)
 		if err != nil {
 			d.outcome, d.reason = "error", "IdP discovery unavailable"
 			b.logDecision(ctx, is, d)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -114,3 +115,6 @@ var errorTemplate = template.Must(template.New("error").Parse(`<!doctype html>
 <body><main><h1>{{.Title}}</h1><p>{{.Message}}</p>
 <p>Close this window and try again from your application.</p></main></body></html>
 `))
+
+// errIDPUnavailable is what the client is told when the IdP's discovery document cannot be had (the log says why).
+var errIDPUnavailable = errors.New("the identity provider's discovery document is unavailable")

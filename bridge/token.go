@@ -162,7 +162,7 @@ func (b *Bridge) refresh(ctx context.Context, is *issuer, w http.ResponseWriter,
 // exchange calls the IdP's token endpoint with the bridge's client and answers the client with the IdP's
 // tokens, the refresh token sealed and bound to the client. oldRefresh is kept when the IdP does not rotate it.
 func (b *Bridge) exchange(ctx context.Context, is *issuer, w http.ResponseWriter, p url.Values, client, oldRefresh string, d *decision, fail func(*oauthError)) {
-	meta, err := is.idp.get(ctx)
+	meta, err := is.idp.Get(ctx)
 	if err != nil {
 		d.outcome = "error"
 		fail(newError(http.StatusServiceUnavailable, "temporarily_unavailable", errIDPUnavailable.Error()))

@@ -3,20 +3,18 @@ package exchange
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/config"
+	"github.com/mcp-authz/mcp-authz/discovery"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -26,7 +24,7 @@ import (
 type Exchanger struct {
 	blocks    map[string]*block // by resource URL
 	cache     *cache
-	endpoints *endpoints
+	endpoints endpoints
 	client    *http.Client
 	now       func() time.Time
 	log       *slog.Logger
@@ -83,7 +81,7 @@ func New(cfg config.Config, o Options) (*Exchanger, error) {
 	e := &Exchanger{
 		blocks:    map[string]*block{},
 		cache:     newCache(cfg.TokenExchangeCache.MaxEntries),
-		endpoints: newEndpoints(cfg.Issuers),
+		endpoints: newEndpoints(cfg.Issuers, o.Client, o.Now),
 		client:    o.Client,
 		now:       o.Now,
 		log:       o.Log,
@@ -206,7 +204,7 @@ func (e *Exchanger) exchange(ctx context.Context, b *block, g authz.Grant) (*ent
 	}
 	if endpoint == "" {
 		var err error
-		if endpoint, err = e.endpoints.tokenEndpoint(ctx, e.client, issuer); err != nil {
+		if endpoint, err = e.endpoints.tokenEndpoint(ctx, issuer); err != nil {
 			return nil, errUnavailable("token exchange failed: " + err.Error())
 		}
 	}
@@ -260,67 +258,28 @@ func freshUntil(now, expiry time.Time) time.Time {
 	return expiry.Add(-skew)
 }
 
-// endpoints finds and remembers the token endpoint of each configured issuer through its discovery
-// document. It is asked only when a token is exchanged, never on a cache hit.
-type endpoints struct {
-	issuers map[string]config.Issuer // by issuer
+// endpoints finds the token endpoint of each configured issuer through its discovery document
+// (discovery.Document: kept, refreshed, failures retried at most every discovery.RetryAfter). It is asked
+// only when a token is exchanged, never on a cache hit.
+type endpoints map[string]*discovery.Document // by issuer
 
-	mu    sync.Mutex
-	found map[string]string // issuer -> token endpoint
-}
-
-func newEndpoints(issuers []config.Issuer) *endpoints {
-	byIssuer := map[string]config.Issuer{}
+func newEndpoints(issuers []config.Issuer, client *http.Client, now func() time.Time) endpoints {
+	p := endpoints{}
 	for _, is := range issuers {
-		byIssuer[is.Issuer] = is
+		p[is.Issuer] = discovery.New(is, client, now, discovery.TokenEndpoint)
 	}
-	return &endpoints{issuers: byIssuer, found: map[string]string{}}
+	return p
 }
 
-// tokenEndpoint returns issuer's token_endpoint, fetching its discovery document the first time.
-func (p *endpoints) tokenEndpoint(ctx context.Context, client *http.Client, issuer string) (string, error) {
-	p.mu.Lock()
-	ep, ok := p.found[issuer]
-	p.mu.Unlock()
-	if ok {
-		return ep, nil
-	}
-	is, ok := p.issuers[issuer]
+// tokenEndpoint returns issuer's token_endpoint.
+func (p endpoints) tokenEndpoint(ctx context.Context, issuer string) (string, error) {
+	d, ok := p[issuer]
 	if !ok {
 		return "", fmt.Errorf("issuer %q is not configured", issuer)
 	}
-	du := is.DiscoveryURL
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, du, nil)
+	m, err := d.Get(ctx)
 	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
+		return "", err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery: authorization server unreachable: %s", transportError(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("discovery: %s answered %d", du, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer        string `json:"issuer"`
-		TokenEndpoint string `json:"token_endpoint"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&doc); err != nil {
-		return "", fmt.Errorf("discovery: %s: %w", du, err)
-	}
-	if doc.Issuer != issuer {
-		return "", fmt.Errorf("discovery: document issuer %q is not %q", doc.Issuer, issuer)
-	}
-	if doc.TokenEndpoint == "" {
-		return "", errors.New("discovery: no usable token_endpoint")
-	}
-	if err := is.CheckEndpoint(doc.TokenEndpoint); err != nil {
-		// A plain http endpoint would carry the client's token and mcp-authz's credentials in the clear.
-		return "", fmt.Errorf("discovery: no usable token_endpoint: %q %v", doc.TokenEndpoint, err)
-	}
-	p.mu.Lock()
-	p.found[issuer] = doc.TokenEndpoint
-	p.mu.Unlock()
-	return doc.TokenEndpoint, nil
+	return m.TokenEndpoint, nil
 }
