@@ -307,8 +307,8 @@ func (is *issuer) mcpScope(scope string) string {
 
 // validScope reports whether s is a space-separated list of RFC 6749 scope tokens (or empty).
 func validScope(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c != ' ' && (c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e) {
+	for _, t := range strings.Split(s, " ") {
+		if t != "" && !config.ValidScopeToken(t) {
 			return false
 		}
 	}

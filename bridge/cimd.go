@@ -98,7 +98,7 @@ func (f *cimdFetcher) checkURL(id string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: client_id is not a URL", errCIMD)
 	}
 	switch {
-	case u.Scheme == "http" && !(f.cfg.AllowHTTPLoopback && isLoopbackName(u.Hostname())):
+	case u.Scheme == "http" && !(f.cfg.AllowHTTPLoopback && config.LoopbackHost(u.Hostname())):
 		return nil, fmt.Errorf("%w: client_id must be an https URL", errCIMD)
 	case u.Scheme != "https" && u.Scheme != "http":
 		return nil, fmt.Errorf("%w: client_id must be an https URL", errCIMD)
@@ -113,14 +113,6 @@ func (f *cimdFetcher) checkURL(id string) (*url.URL, error) {
 		}
 	}
 	return u, nil
-}
-
-func isLoopbackName(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.Unmap().IsLoopback()
 }
 
 // get returns the client a metadata document describes, from the cache or fetched.

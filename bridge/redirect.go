@@ -3,7 +3,6 @@ package bridge
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
@@ -46,15 +45,7 @@ func (p redirectPolicy) allows(raw string) error {
 // isLoopbackRedirect reports whether u is an http URI to 127.0.0.1, [::1] or localhost: a native client's
 // redirect on its own machine (RFC 8252 section 7.3).
 func isLoopbackRedirect(u *url.URL) bool {
-	if u.Scheme != "http" || u.User != nil {
-		return false
-	}
-	h := u.Hostname()
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return u.Scheme == "http" && u.User == nil && config.LoopbackHost(u.Hostname())
 }
 
 // registeredMatch reports whether presented is one of the client's registered redirect URIs: exactly, or, for

@@ -173,7 +173,7 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 			fail(p+".scope_prefix", "%q must not contain spaces, quotes or backslashes", b.ScopePrefix)
 		}
 		for j, s := range b.ExtraScopes {
-			if !validScopeToken(s) {
+			if !ValidScopeToken(s) {
 				fail(fmt.Sprintf("%s.extra_scopes[%d]", p, j), "%q is not a scope token (RFC 6749 section 3.3)", s)
 			}
 		}
@@ -216,7 +216,7 @@ func (c *Config) validateBridge(fail func(field, format string, a ...any)) {
 		fail("bridge.cimd.timeout", "must be between 100ms and 5s (the sign-in request waits for it)")
 	}
 	if u, err := url.Parse(c.PublicURL); err == nil {
-		if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+		if u.Scheme != "https" && !LoopbackHost(u.Hostname()) {
 			fail("public_url", "%q: the bridge needs https (its cookies and codes cross the network) unless the host is loopback", c.PublicURL)
 		}
 		// The bridge's paths are public_url's path followed by /oauth/{id}; under /authz they would reach the
@@ -241,7 +241,7 @@ func checkRedirectURI(s string) error {
 	case u.User != nil:
 		return fmt.Errorf("%q must not have user information", s)
 	case u.Scheme == "https":
-	case u.Scheme == "http" && loopbackHost(u.Hostname()):
+	case u.Scheme == "http" && LoopbackHost(u.Hostname()):
 	case u.Scheme != "http" && !unsafeSchemes[u.Scheme]: // a native app's private-use scheme (RFC 8252 section 7.1)
 	default:
 		return fmt.Errorf("%q must be https, http to a loopback host, or an app's private-use scheme", s)
@@ -256,19 +256,8 @@ var unsafeSchemes = map[string]bool{"javascript": true, "data": true, "file": tr
 // fragment or user information, and https, http to a loopback host, or an app's private-use scheme.
 func CheckRedirectURI(s string) error { return checkRedirectURI(s) }
 
-func loopbackHost(h string) bool {
-	return strings.EqualFold(h, "localhost") || !InsecureHTTP("http://"+hostPort(h)+"/")
-}
-
-func hostPort(h string) string {
-	if strings.Contains(h, ":") {
-		return "[" + h + "]"
-	}
-	return h
-}
-
-// validScopeToken reports whether s is an RFC 6749 scope-token: one or more of %x21 / %x23-5B / %x5D-7E.
-func validScopeToken(s string) bool {
+// ValidScopeToken reports whether s is an RFC 6749 scope-token: one or more of %x21 / %x23-5B / %x5D-7E.
+func ValidScopeToken(s string) bool {
 	if s == "" {
 		return false
 	}

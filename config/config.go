@@ -752,10 +752,15 @@ func InsecureHTTP(raw string) bool {
 	if err != nil || !strings.EqualFold(u.Scheme, "http") {
 		return false
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return false
+	return !LoopbackHost(u.Hostname())
+}
+
+// LoopbackHost reports whether h (a URL's host name: no port, no brackets) is localhost or a loopback
+// address (127.0.0.0/8, ::1, an IPv4-mapped loopback address).
+func LoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
 	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
