@@ -62,6 +62,11 @@ func NewIdentityVerifier(ctx context.Context, o IdentityOptions) (*IdentityVerif
 
 // Verify returns the verified assertion of r, or why there is none.
 func (v *IdentityVerifier) Verify(ctx context.Context, r *http.Request) (jwt.Token, error) {
+	values := r.Header.Values(v.o.Header)
+	if len(values) > 1 {
+		// A proxy that appended its copy to a client's: which one a reader takes is a guess, so neither.
+		return nil, errors.New("identity assertion header given more than once")
+	}
 	raw := r.Header.Get(v.o.Header)
 	if raw == "" {
 		return nil, errors.New("no identity assertion")

@@ -175,6 +175,18 @@ func TestIdentityVerifier(t *testing.T) {
 		})
 	}
 
+	// Two copies (a proxy that appended its assertion to a client's): refused, whichever is valid.
+	req := httptest.NewRequest("POST", "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Add("x-mcp-identity", a.mint(t, audience, now.Add(time.Hour)))
+	req.Header.Add("x-mcp-identity", a.mint(t, audience, now.Add(time.Hour)))
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if records := s.Records(); rec.Code != http.StatusUnauthorized || !strings.Contains(records[len(records)-1].Refusal, "more than once") {
+		t.Errorf("two assertion headers: %d, want 401 (more than once)", rec.Code)
+	}
+
 	// Rotation: a new key takes over at mcp-authz; the server fetches the JWKS again for its kid.
 	writeECKey(t, filepath.Join(a.dir, "2.pem"))
 	for deadline := time.Now().Add(10 * time.Second); strings.Count(string(a.keys.JWKS()), `"kid"`) != 2; time.Sleep(10 * time.Millisecond) {
@@ -182,7 +194,7 @@ func TestIdentityVerifier(t *testing.T) {
 			t.Fatal("the new key was not loaded")
 		}
 	}
-	req := httptest.NewRequest("POST", "/mcp", strings.NewReader(`{}`))
+	req = httptest.NewRequest("POST", "/mcp", strings.NewReader(`{}`))
 	req.Header.Set("x-mcp-identity", a.mint(t, audience, now.Add(time.Hour)))
 	if _, err := v.Verify(context.Background(), req); err != nil {
 		t.Fatalf("assertion signed with the new key: %v", err)
