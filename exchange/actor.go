@@ -67,7 +67,6 @@ func (a *actor) token(ctx context.Context, client *http.Client, endpoint, issuer
 	if err != nil {
 		return "", err
 	}
-	is.issuedAt = now
 	a.cached = is
 	return is.token, nil
 }

@@ -63,7 +63,6 @@ type issued struct {
 // or error (section 5.2).
 type tokenResponse struct {
 	AccessToken      string          `json:"access_token"`
-	IssuedTokenType  string          `json:"issued_token_type"`
 	TokenType        string          `json:"token_type"`
 	ExpiresIn        json.RawMessage `json:"expires_in"`
 	Error            string          `json:"error"`
