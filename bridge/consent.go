@@ -180,7 +180,10 @@ func (b *Bridge) consent(is *issuer, w http.ResponseWriter, r *http.Request) {
 		page(http.StatusBadRequest, "Invalid request", "The consent form could not be read.", "unreadable form")
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && !strings.EqualFold(o, b.publicURL.Scheme+"://"+b.publicURL.Host) {
+	// Browsers say where a request comes from in Sec-Fetch-Site, even when the page's no-referrer policy
+	// makes them send Origin: null; an Origin, when one is named, must be public_url's.
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" ||
+		r.Header.Get("Origin") != "" && r.Header.Get("Origin") != "null" && !strings.EqualFold(r.Header.Get("Origin"), b.publicURL.Scheme+"://"+b.publicURL.Host) {
 		page(http.StatusForbidden, "Request refused", "The consent form was sent from another site.", "cross-origin consent POST")
 		return
 	}

@@ -137,6 +137,21 @@ func TestConsentRefusals(t *testing.T) {
 			t.Fatalf("status %d, want 403", r.status)
 		}
 	})
+	// A browser posting from another site under a no-referrer policy: Origin null, but Sec-Fetch-Site says.
+	for _, site := range []string{"cross-site", "same-site"} {
+		t.Run("Sec-Fetch-Site "+site, func(t *testing.T) {
+			f := e.newFlow(id, redirect)
+			form := consentForm(t, f.authorize().body)
+			form.Set("decision", "allow")
+			req, _ := http.NewRequest(http.MethodPost, e.iss+"/consent", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", "null")
+			req.Header.Set("Sec-Fetch-Site", site)
+			if r := f.br.do(req); r.status != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", r.status)
+			}
+		})
+	}
 }
 
 // TestConsentRememberedPerResourceAndScopes checks that an approval is remembered for what was approved:
